@@ -1,0 +1,74 @@
+"""A deliberately broken tree is repaired (exact counts), then a right tree yields no change;
+check mode reports the same repair without doing it. Symlinks out of the tree are not followed."""
+
+from conftest import run_playbook
+from artifact_store_helpers import DEFAULT_HOST, DEFAULT_ROOT, SCENARIO_DIR, recap, repair_report
+
+BROKEN = f"{DEFAULT_ROOT}/9"
+LIMIT = ("--limit", DEFAULT_HOST)
+# 4 wrong directories and 3 wrong files; ok.txt is already right and must not be counted.
+BREAK = f"""set -e
+r={BROKEN}
+rm -rf "$r"
+mkdir -p "$r/run-a/artifacts" "$r/run-b"
+echo a > "$r/run-a/artifacts/root.bin"
+echo b > "$r/run-a/artifacts/mlops-644.txt"
+echo c > "$r/run-b/group-root.txt"
+echo d > "$r/run-b/ok.txt"
+ln -s /etc/passwd "$r/run-a/passwd-link"
+chown root:root "$r" "$r/run-a" "$r/run-b" "$r/run-a/artifacts/root.bin"
+chown mlops:mlops "$r/run-a/artifacts" "$r/run-a/artifacts/mlops-644.txt" "$r/run-b/ok.txt"
+chown mlops:root "$r/run-b/group-root.txt"
+chown -h root:root "$r/run-a/passwd-link"
+chmod 0755 "$r" "$r/run-a/artifacts"
+chmod 0700 "$r/run-a"
+chmod 0640 "$r/run-b/group-root.txt" "$r/run-b/ok.txt"
+chmod 0600 "$r/run-a/artifacts/root.bin"
+chmod 0644 "$r/run-a/artifacts/mlops-644.txt"
+chmod 0000 "$r/run-b"
+"""
+
+
+def listing(host):
+    return host.check_output(f"find {BROKEN} -printf '%P %y %u %g %m\\n' | sort").splitlines()
+
+
+def test_check_mode_reports_the_repair_and_changes_nothing(podman_host):
+    host = podman_host(DEFAULT_HOST)
+    host.check_output(BREAK)
+    before = listing(host)
+    result = run_playbook(SCENARIO_DIR, "converge.yml", *LIMIT, "--check")
+    assert repair_report(result.stdout)[2:] == (4, 3)
+    assert recap(result.stdout, DEFAULT_HOST)["changed"] >= 1
+    assert listing(host) == before
+    host.check_output(f"rm -rf {BROKEN}")
+
+
+def test_broken_tree_is_repaired_then_left_alone(podman_host):
+    host = podman_host(DEFAULT_HOST)
+    host.check_output(BREAK)
+    passwd_before = host.check_output("stat -c '%U %G %a' /etc/passwd")
+
+    first = run_playbook(SCENARIO_DIR, "converge.yml", *LIMIT)
+    assert repair_report(first.stdout)[2:] == (4, 3)
+    # Only the tree task changed something.
+    assert recap(first.stdout, DEFAULT_HOST)["changed"] == 1
+    assert listing(host) == [
+        " d mlops mlops 2750",
+        "run-a d mlops mlops 2750",
+        "run-a/artifacts d mlops mlops 2750",
+        "run-a/artifacts/mlops-644.txt f mlops mlops 640",
+        "run-a/artifacts/root.bin f mlops mlops 640",
+        "run-a/passwd-link l root root 777",
+        "run-b d mlops mlops 2750",
+        "run-b/group-root.txt f mlops mlops 640",
+        "run-b/ok.txt f mlops mlops 640",
+    ]
+    assert host.check_output("stat -c '%U %G %a' /etc/passwd") == passwd_before == "root root 644"
+
+    second = run_playbook(SCENARIO_DIR, "converge.yml", *LIMIT)
+    dirs, files, dirs_fixed, files_fixed = repair_report(second.stdout)
+    assert (dirs_fixed, files_fixed) == (0, 0)
+    assert dirs >= 5 and files >= 4
+    assert recap(second.stdout, DEFAULT_HOST)["changed"] == 0
+    host.check_output(f"rm -rf {BROKEN}")
