@@ -1,0 +1,119 @@
+"""End to end: ``mlflow server --artifacts-destination sftp://...`` with this plugin installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from conftest import ClientHome
+from sshd_server import free_port
+
+
+def _plugin_entry_point_installed() -> bool:
+    return any(
+        ep.name == "sftp" and ep.value.startswith("mlflow_sftp_store")
+        for ep in entry_points(group="mlflow.artifact_repository")
+    )
+
+
+@pytest.fixture
+def mlflow_server(ready_home: ClientHome, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A proxied-artifacts MLflow server whose destination is our sshd; yields (url, remote dir)."""
+    assert _plugin_entry_point_installed(), "install the package first: pip install -e ."
+    remote = tmp_path / "sftp-artifacts"
+    port = free_port()
+    env = {
+        **os.environ,
+        "HOME": str(ready_home.root),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("SSH_AUTH_SOCK", None)
+    log = tmp_path / "mlflow-server.log"
+    with open(log, "wb") as logfh:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "mlflow", "server",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--artifacts-destination", ready_home.uri(remote),
+            ],
+            env=env, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer /health:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield url, remote
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if "Traceback" in log.read_text():
+            print(log.read_text()[-4000:])
+
+
+def test_mlflow_server_proxied_artifacts_over_sftp(
+    mlflow_server: tuple[str, Path], ready_home: ClientHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    url, remote = mlflow_server
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    mlflow.set_tracking_uri(url)
+    client = MlflowClient(url)
+    exp_id = client.create_experiment("sftp-e2e")
+    run = client.create_run(exp_id)
+    run_id = run.info.run_id
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "upload"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(payload)
+    (src / "nested").mkdir()
+    (src / "nested" / "notes.txt").write_text("nested artifact\n")
+    client.log_artifact(run_id, str(src / "weights.bin"), "model")
+    client.log_artifacts(run_id, str(src / "nested"), "model/extra")
+    client.set_terminated(run_id)
+
+    stored = remote / exp_id / run_id / "artifacts" / "model" / "weights.bin"
+    assert stored.read_bytes() == payload  # really landed on the SFTP side
+
+    listing = {(f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run_id, "model")}
+    assert listing == {("model/weights.bin", False, len(payload)), ("model/extra", True, None)}
+
+    out = tmp_path / "download"
+    out.mkdir()
+    got = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=str(out)))
+    assert (got / "weights.bin").read_bytes() == payload
+    assert (got / "extra" / "notes.txt").read_text() == "nested artifact\n"
+
+    # The server's pooled SSH sessions die (artifact host reboot, network cut): next calls still work.
+    assert ready_home.sshd.kill_sessions() >= 1
+    assert [f.path for f in client.list_artifacts(run_id, "model/extra")] == ["model/extra/notes.txt"]
+    assert ready_home.sshd.kill_sessions() >= 1
+    client.log_artifact(run_id, str(src / "nested" / "notes.txt"), "after-drop")
+    assert (remote / exp_id / run_id / "artifacts" / "after-drop" / "notes.txt").exists()
