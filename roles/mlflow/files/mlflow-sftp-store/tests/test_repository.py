@@ -418,3 +418,14 @@ def test_known_hosts_wildcards_and_negation(ready_home: ClientHome, tmp_path: Pa
     assert len(load_known_hosts(target).keys) == 1  # only the second line applies
     ready_home.write_known_hosts(f"!127.0.0.1,* {key}")
     assert load_known_hosts(target).keys == []
+
+
+def test_server_hanging_up_after_max_auth_tries_is_an_auth_error(
+    home: ClientHome, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [home.install_key(keys.unauthorized, f"stranger{i}") for i in range(12)]
+    monkeypatch.setenv("MLFLOW_SFTP_IDENTITY_FILES", os.pathsep.join(map(str, copies)))
+    home.write_known_hosts(home.known_host_line("bracket"))
+    with pytest.raises(SftpAuthenticationError, match="stranger0") as err:
+        SftpArtifactRepository(home.uri(tmp_path / "remote")).list_artifacts()
+    assert "closed the connection" in str(err.value) and "MaxAuthTries" in str(err.value)

@@ -244,6 +244,10 @@ def _try_key(transport: paramiko.Transport, username: str, key: paramiko.PKey) -
         return False
     except paramiko.AuthenticationException:
         return False
+    except (paramiko.SSHException, EOFError, OSError):
+        if transport.is_active():
+            raise
+        return False  # the server hung up (e.g. MaxAuthTries); the caller reports it
     return transport.is_authenticated()
 
 
@@ -392,6 +396,7 @@ class ConnectionPool:
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[SftpConnection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def acquire(self, target: Target) -> SftpConnection:
         """Take an idle live connection or open a new one; blocks while ``size`` are in use."""
@@ -413,10 +418,11 @@ class ConnectionPool:
     def release(self, conn: SftpConnection, reusable: bool) -> None:
         """Give a connection back; broken ones are closed."""
         try:
-            if reusable and conn.is_alive():
-                with self._lock:
+            with self._lock:
+                keep = reusable and not self._closed and conn.is_alive()
+                if keep:
                     self._idle.append(conn)
-            else:
+            if not keep:
                 conn.close()
         finally:
             self._slots.release()
@@ -426,9 +432,10 @@ class ConnectionPool:
         with self._lock:
             return len(self._idle)
 
-    def close_idle(self) -> None:
-        """Close every idle connection."""
+    def close(self) -> None:
+        """Close idle connections now and busy ones when they are released."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -463,12 +470,12 @@ def get_pool(target: Target) -> ConnectionPool:
 
 
 def close_all_pools() -> None:
-    """Close idle connections of every pool and forget the pools (tests, shutdown)."""
+    """Close every pool's connections and forget the pools (tests, shutdown)."""
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
-        pool.close_idle()
+        pool.close()
 
 
 atexit.register(close_all_pools)
