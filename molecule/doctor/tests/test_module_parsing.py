@@ -1,0 +1,113 @@
+"""The doctor module's parsers, on the controller: sftp:// URI forms and SSH key files."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+LIBRARY = Path(__file__).resolve().parents[3] / "roles" / "doctor" / "library" / "mlflow_doctor.py"
+_spec = importlib.util.spec_from_file_location("mlflow_doctor", LIBRARY)
+doctor = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(doctor)
+
+GOOD = "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns"
+
+
+def problems(uri, user="root"):
+    parsed = doctor.split_sftp_uri(uri, user)
+    return parsed, " | ".join(f"{lvl}: {text}" for lvl, text in parsed["problems"])
+
+
+def test_good_form_has_no_problem():
+    parsed, text = problems(GOOD)
+    assert text == ""
+    assert (parsed["user"], parsed["host"], parsed["port"], parsed["path"]) == (
+        "mlops", "192.168.1.70", 22, "/home/mlops/mlflow/mlruns")
+    assert parsed["corrected"] == GOOD
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        # the user's notes
+        ("sftp:///mlops@192.168.1.70/home/mlops/mlflow/mlruns", ["error: three slashes", "warn: no port"]),
+        ("sftp:///mlops@192.168.1.70:/home/mlops/mlflow/mlruns", ["error: three slashes", "error: empty port"]),
+        ("sftp://mlops@192.168.1.70:/home/mlops/mlflow/mlruns", ["error: empty port"]),
+        ("sftp://mlops@192.168.1.70/home/mlops/mlflow/mlruns", ["warn: no port"]),
+        ("sftp://mlops@192.168.1.70:22/~/mlflow/mlruns", ["error: '~' is not expanded"]),
+        ("sftp://mlops@192.168.1.70:mlflow/mlruns", ["error: '192.168.1.70:mlflow' is scp style",
+                                                     "error: relative path"]),
+        ("sftp://mlops@192.168.1.70:22/home/mlops/../mlops/mlflow/mlruns", ["error: '.' or '..'"]),
+    ],
+)
+def test_broken_forms_are_named_and_corrected(uri, expected):
+    parsed, text = problems(uri)
+    for item in expected:
+        assert item in text, text
+    assert parsed["corrected"] == GOOD
+
+
+def test_missing_user_and_password_in_uri():
+    parsed, text = problems("sftp://:secret@192.168.1.70:22/srv/a", user="root")
+    assert "warn: a password is written in the URI" in text
+    parsed, text = problems("sftp://192.168.1.70:22/srv/a", user="root")
+    assert "warn: no user: MLflow logs in as the local user running it (root)" in text
+    assert parsed["corrected"] == "sftp://root@192.168.1.70:22/srv/a"
+
+
+def test_three_slashes_without_user_or_host():
+    parsed, text = problems("sftp:///home/mlops/mlflow/mlruns")
+    assert "leave out user and host" in text
+    assert parsed["host"] is None and parsed["corrected"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "kind", "bits", "encrypted"),
+    [
+        (["-t", "rsa", "-b", "3072", "-N", ""], "rsa", 3072, False),
+        (["-t", "ed25519", "-N", ""], "ed25519", 256, False),
+        (["-t", "ecdsa", "-b", "384", "-N", ""], "ecdsa", 384, False),
+        (["-t", "ed25519", "-N", "a passphrase"], "ed25519", 256, True),
+        (["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "secret-pw"], "rsa", 2048, True),
+    ],
+)
+def test_private_key_info(tmp_path, args, kind, bits, encrypted):
+    key = tmp_path / "id_test"
+    subprocess.run(["ssh-keygen", "-q", *args, "-f", str(key)], check=True)
+    info = doctor.private_key_info(str(key))
+    assert (info["type"], info["bits"], info["encrypted"]) == (kind, bits, encrypted)
+    assert info["public"] == key.with_suffix(".pub").read_text().split()[1]
+    assert doctor.private_key_info(str(key) + ".pub") is None
+
+
+def test_ssh_config_lookup(tmp_path):
+    cfg = tmp_path / "config"
+    cfg.write_text(
+        "# BEGIN ANSIBLE MANAGED BLOCK mlops_ssh\n"
+        "Host 192.168.1.70\n"
+        "    HostName 192.168.1.70\n"
+        "    User mlops\n"
+        "    Port 2222\n"
+        "    IdentityFile /home/mlops/.ssh/id_mlflow_sftp\n"
+        "    IdentitiesOnly yes\n"
+        "# END ANSIBLE MANAGED BLOCK mlops_ssh\n"
+        "Host *\n"
+        "    IdentityFile ~/.ssh/id_rsa\n"
+        "    Port 22\n"
+    )
+    found = doctor.ssh_config_lookup(str(cfg), "192.168.1.70")
+    assert found["_entries"] == ["192.168.1.70"]
+    assert found["port"] == "2222" and found["user"] == "mlops"
+    assert found["identityfile"] == ["/home/mlops/.ssh/id_mlflow_sftp", "~/.ssh/id_rsa"]
+    other = doctor.ssh_config_lookup(str(cfg), "10.0.0.1")
+    assert other["_entries"] == [] and other["identityfile"] == ["~/.ssh/id_rsa"]
+
+
+def test_alembic_heads(tmp_path):
+    (tmp_path / "a.py").write_text('revision = "aaa"\ndown_revision = None\n')
+    (tmp_path / "b.py").write_text("revision = 'bbb'\ndown_revision = 'aaa'\n")
+    (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = ("bbb", "aaa")\n')
+    assert doctor.alembic_heads(str(tmp_path)) == {"ccc"}
