@@ -1,0 +1,423 @@
+"""The MLflow tracking server role, end to end (Molecule scenario `mlflow`).
+
+mlflow-server runs the role's mlflow.service; mlflow-artifacts is the SFTP artifact host.
+A real MLflow client (the server's own venv) talks to the real server; nothing is mocked.
+The tests run in file order: the disruptive ones (kill -9, container restart, restore,
+upgrade) come last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_DIR, run_playbook
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent
+SERVER = "mlflow-server"
+ARTIFACTS = "mlflow-artifacts"
+VENV = "/opt/mlflow"
+STATE = "/var/lib/mlflow"
+DB = f"{STATE}/mlflow.db"
+ARTIFACT_ROOT = "/home/mlops/mlflow/mlruns"
+URL = "http://127.0.0.1:5000"
+BLOB_BYTES = 5 * 1024 * 1024
+
+
+def admin_password() -> str:
+    return (PROJECT_DIR / "credentials" / SERVER / "admin_password").read_text().strip()
+
+
+def http(host, url: str, *, user: str | None = None, password: str | None = None, host_header: str | None = None):
+    """(status, body) of a GET from inside HOST, with optional basic auth and Host header."""
+    script = """
+import base64, sys, urllib.request, urllib.error
+url, user, password, host_header = sys.argv[1:5]
+req = urllib.request.Request(url)
+if user:
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+if host_header:
+    req.add_header("Host", host_header)
+try:
+    with urllib.request.urlopen(req, timeout=30) as r:
+        status, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    status, body = e.code, e.read()
+except OSError as e:
+    status, body = 0, str(e).encode()
+sys.stdout.write(str(status) + "\\n" + body.decode(errors="replace")[:2000])
+"""
+    out = host.run("python3 -c %s %s %s %s %s", script, url, user or "", password or "", host_header or "")
+    status, _, body = out.stdout.partition("\n")
+    return int(status or 0), body
+
+
+def wait_healthy(host, deadline_s: float) -> float:
+    """Seconds until /health answered 200 (raises when DEADLINE_S passes first)."""
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        status, _ = http(host, f"{URL}/health")
+        if status == 200:  # noqa: PLR2004
+            return time.monotonic() - start
+        time.sleep(1)
+    raise AssertionError(f"/health did not answer 200 within {deadline_s:.0f} s")
+
+
+def run_client(host, script: str, *, python: str = f"{VENV}/bin/python") -> dict:
+    """Run a Python snippet with the venv's MLflow client against the server; returns its JSON."""
+    env = {
+        "MLFLOW_TRACKING_URI": URL,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": admin_password(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HOME": "/tmp",
+    }
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    out = host.run(f"cd /tmp && {prefix} {python} -c {shlex.quote(script)}")
+    assert out.rc == 0, f"client failed (rc {out.rc}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+CLIENT_SCRIPT = r"""
+import hashlib, json, os, urllib.request, base64, uuid
+import mlflow
+import mlflow.pyfunc
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [2 * x for x in model_input]
+
+exp_name = "molecule-" + uuid.uuid4().hex[:8]
+exp_id = mlflow.create_experiment(exp_name)
+blob = os.urandom(5 * 1024 * 1024)
+with open("/tmp/blob.bin", "wb") as fh:
+    fh.write(blob)
+with mlflow.start_run(experiment_id=exp_id) as run:
+    mlflow.log_params({"optimizer": "rmsprop", "vocab_size": 10000})
+    for step, acc in enumerate([0.61, 0.74, 0.83]):
+        mlflow.log_metric("accuracy", acc, step=step)
+    mlflow.log_artifact("/tmp/blob.bin")
+    info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), pip_requirements=["mlflow"])
+run_id = run.info.run_id
+
+# Read everything back through the REST API.
+auth = "Basic " + base64.b64encode(
+    (os.environ["MLFLOW_TRACKING_USERNAME"] + ":" + os.environ["MLFLOW_TRACKING_PASSWORD"]).encode()).decode()
+def get(path):
+    req = urllib.request.Request(os.environ["MLFLOW_TRACKING_URI"] + path, headers={"Authorization": auth})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.read()
+data = json.loads(get(f"/api/2.0/mlflow/runs/get?run_id={run_id}"))["run"]
+params = {p["key"]: p["value"] for p in data["data"].get("params", [])}
+metrics = {m["key"]: m["value"] for m in data["data"].get("metrics", [])}
+history = json.loads(get(f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=accuracy"))
+listing = json.loads(get(f"/api/2.0/mlflow/artifacts/list?run_id={run_id}"))
+downloaded = get(f"/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run_id}/artifacts/blob.bin")
+loaded = mlflow.pyfunc.load_model(info.model_uri)
+print(json.dumps({
+    "experiment_id": exp_id,
+    "run_id": run_id,
+    "artifact_uri": data["info"]["artifact_uri"],
+    "params": params,
+    "metrics": metrics,
+    "history": [m["value"] for m in sorted(history["metrics"], key=lambda m: m["step"])],
+    "listed": sorted(f["path"] for f in listing.get("files", [])),
+    "sha_uploaded": hashlib.sha256(blob).hexdigest(),
+    "sha_downloaded": hashlib.sha256(downloaded).hexdigest(),
+    "downloaded_bytes": len(downloaded),
+    "model_id": getattr(info, "model_id", None),
+    "model_uri": info.model_uri,
+    "prediction": list(loaded.predict([1, 2, 3])),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(podman_host):
+    return podman_host(SERVER)
+
+
+@pytest.fixture(scope="module")
+def artifact_host(podman_host):
+    return podman_host(ARTIFACTS)
+
+
+@pytest.fixture(scope="module")
+def logged_run(server):
+    return run_client(server, CLIENT_SCRIPT)
+
+
+# --- Service, unit, files -----------------------------------------------------------------
+
+
+def test_service_active_enabled_and_listening(server):
+    service = server.service("mlflow")
+    assert service.is_running
+    assert service.is_enabled
+    assert server.socket("tcp://0.0.0.0:5000").is_listening
+
+
+def test_server_runs_as_mlops_with_job_execution_and_telemetry_off(server):
+    pid = server.check_output("systemctl show -p MainPID --value mlflow")
+    assert server.check_output(f"ps -o user= -p {pid}") == "mlops"
+    environ = server.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
+    assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in environ
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in environ
+    cmdline = server.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+    assert "--artifacts-destination sftp://mlops@mlflow-artifacts:22/home/mlops/mlflow/mlruns" in cmdline
+    assert "--app-name basic-auth" in cmdline
+    # No huey consumers / job runner: MLflow's job execution is off.
+    assert "huey" not in server.check_output("ps -eo args")
+
+
+def test_unit_is_hardened(server):
+    props = dict(
+        line.split("=", 1)
+        for line in server.check_output(
+            "systemctl show mlflow -p User -p Restart -p NoNewPrivileges -p ProtectSystem -p ProtectHome "
+            "-p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet -p ReadWritePaths -p RestrictSUIDSGID "
+            "-p SystemCallArchitectures -p UMask -p UnitFileState"
+        ).splitlines()
+    )
+    assert props["User"] == "mlops"
+    assert props["Restart"] == "on-failure"
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["ProtectHome"] in ("read-only", "tmpfs", "yes")
+    assert props["PrivateTmp"] == "yes"
+    assert props["PrivateDevices"] == "yes"
+    assert props["CapabilityBoundingSet"] == ""
+    assert props["ReadWritePaths"] == STATE
+    assert props["RestrictSUIDSGID"] == "yes"
+    assert props["UMask"] == "0027"
+    assert props["UnitFileState"] == "enabled"
+    assert server.run("systemd-analyze verify /etc/systemd/system/mlflow.service").rc == 0
+
+
+def test_security_exposure_below_3(server):
+    out = server.check_output("systemd-analyze security --no-pager mlflow.service")
+    score = float(re.search(r"Overall exposure level for mlflow\.service: ([0-9.]+)", out).group(1))
+    assert score < 3.0, out[-3000:]
+
+
+def test_owners_and_modes(server):
+    expected = {
+        STATE: ("mlops", "mlops", 0o750),
+        DB: ("mlops", "mlops", 0o640),
+        f"{STATE}/basic_auth.db": ("mlops", "mlops", 0o640),
+        f"{STATE}/basic_auth.ini": ("root", "mlops", 0o640),
+        f"{STATE}/backups": ("mlops", "mlops", 0o750),
+        "/etc/mlflow/mlflow.env": ("root", "root", 0o600),
+        "/etc/systemd/system/mlflow.service": ("root", "root", 0o644),
+        VENV: ("root", "root", 0o755),
+    }
+    for path, (user, group, mode) in expected.items():
+        f = server.file(path)
+        assert f.exists, path
+        assert (f.user, f.group, f.mode) == (user, group, mode), path
+
+
+def test_secrets_only_in_the_root_only_environment_file(server):
+    password = admin_password()
+    assert password in server.check_output("cat /etc/mlflow/mlflow.env")
+    assert password not in server.check_output("cat /etc/systemd/system/mlflow.service")
+    assert password not in server.check_output(f"cat {STATE}/basic_auth.ini")
+    # The service account cannot read the environment file.
+    assert server.run("runuser -u mlops -- cat /etc/mlflow/mlflow.env").rc != 0
+
+
+def test_database_is_in_wal_mode(server):
+    assert server.check_output(f"sqlite3 {DB} 'PRAGMA journal_mode'") == "wal"
+
+
+# --- Auth and allowed hosts -----------------------------------------------------------------
+
+
+def test_auth_required(server):
+    search = f"{URL}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert http(server, search)[0] == 401  # noqa: PLR2004
+    assert http(server, search, user="admin", password="wrong-password-123")[0] == 401  # noqa: PLR2004
+    assert http(server, search, user="admin", password=admin_password())[0] == 200  # noqa: PLR2004
+    # /health stays open for monitoring.
+    assert http(server, f"{URL}/health")[0] == 200  # noqa: PLR2004
+
+
+def test_reachable_from_another_host_by_name_only_with_allowed_host_header(artifact_host):
+    search = "http://mlflow-server:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    assert http(artifact_host, search, user="admin", password=admin_password())[0] == 200  # noqa: PLR2004
+    assert http(artifact_host, search)[0] == 401  # noqa: PLR2004
+    # DNS-rebinding protection: a Host header that is not one of the server's names is refused.
+    status, _ = http(artifact_host, search, user="admin", password=admin_password(), host_header="evil.example")
+    assert status == 403  # noqa: PLR2004
+
+
+# --- A real client ----------------------------------------------------------------------------
+
+
+def test_client_logs_and_reads_back_params_metrics_model_and_5mb_artifact(logged_run):
+    run = logged_run
+    assert run["artifact_uri"].startswith("mlflow-artifacts:/")
+    assert run["params"] == {"optimizer": "rmsprop", "vocab_size": "10000"}
+    assert run["metrics"] == {"accuracy": pytest.approx(0.83)}
+    assert run["history"] == pytest.approx([0.61, 0.74, 0.83])
+    assert "blob.bin" in run["listed"]
+    assert run["downloaded_bytes"] == BLOB_BYTES
+    assert run["sha_downloaded"] == run["sha_uploaded"]
+    assert run["prediction"] == [2, 4, 6]
+
+
+def test_artifacts_land_on_the_artifact_host_owned_by_mlops(artifact_host, logged_run):
+    run = logged_run
+    blob = artifact_host.file(f"{ARTIFACT_ROOT}/{run['experiment_id']}/{run['run_id']}/artifacts/blob.bin")
+    assert blob.exists
+    assert blob.user == "mlops"
+    assert blob.size == BLOB_BYTES
+    assert artifact_host.check_output(f"sha256sum {blob.path}").split()[0] == run["sha_uploaded"]
+    # The logged model's files are there too, and everything under the run is mlops's.
+    models = artifact_host.check_output(f"find {ARTIFACT_ROOT}/{run['experiment_id']} -name MLmodel")
+    assert models, "no MLmodel file on the artifact host"
+    foreign = artifact_host.check_output(f"find {ARTIFACT_ROOT}/{run['experiment_id']} ! -user mlops")
+    assert foreign == ""
+
+
+def test_probe_leaves_nothing_behind(artifact_host):
+    assert not artifact_host.file(f"{ARTIFACT_ROOT}/_mlflow_probe").exists
+
+
+# --- Faults -----------------------------------------------------------------------------------
+
+
+def test_kill_9_recovers_within_30_seconds(server):
+    old_pid = server.check_output("systemctl show -p MainPID --value mlflow")
+    restarts = int(server.check_output("systemctl show -p NRestarts --value mlflow"))
+    server.check_output(f"kill -9 {old_pid}")
+    started = time.monotonic()
+    while time.monotonic() - started < 30:  # noqa: PLR2004
+        if http(server, f"{URL}/health")[0] == 200:  # noqa: PLR2004
+            new_pid = server.check_output("systemctl show -p MainPID --value mlflow")
+            if new_pid not in ("0", old_pid):
+                break
+        time.sleep(1)
+    else:
+        raise AssertionError("mlflow did not answer /health again within 30 s of kill -9")
+    assert int(server.check_output("systemctl show -p NRestarts --value mlflow")) == restarts + 1
+
+
+def test_service_comes_back_after_container_restart(server, logged_run):
+    subprocess.run(["podman", "restart", "--time", "20", SERVER], check=True, capture_output=True)
+    wait_healthy(server, 240)
+    assert server.service("mlflow").is_running
+    # The artifact store works again: the 5 MB artifact downloads intact.
+    check = run_client(
+        server,
+        "import hashlib, json, mlflow\n"
+        f"p = mlflow.artifacts.download_artifacts(run_id='{logged_run['run_id']}', artifact_path='blob.bin', "
+        "dst_path='/tmp/after-restart')\n"
+        "print(json.dumps({'sha': hashlib.sha256(open(p, 'rb').read()).hexdigest()}))",
+    )
+    assert check["sha"] == logged_run["sha_uploaded"]
+
+
+# --- Backups and restore -------------------------------------------------------------------
+
+
+def newest_backup(server, label: str) -> str:
+    return server.check_output(f"ls -1t {STATE}/backups/mlflow-{label}-*.db | head -n 1")
+
+
+def test_backup_timer_output_restores_into_a_fresh_database(server, logged_run):
+    timer = server.service("mlflow-backup.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+    assert server.check_output("systemctl show -p Unit --value mlflow-backup.timer") == "mlflow-backup.service"
+    # What the timer starts, started now (while the server runs and writes).
+    server.check_output("systemctl start mlflow-backup.service")
+    assert server.check_output("systemctl show -p Result --value mlflow-backup.service") == "success"
+    backup = newest_backup(server, "scheduled")
+    f = server.file(backup)
+    assert (f.user, f.mode) == ("mlops", 0o640)
+    server.check_output(f"cp {backup} /tmp/fresh.db")
+    assert server.check_output("sqlite3 /tmp/fresh.db 'PRAGMA integrity_check'") == "ok"
+    found = server.check_output(f"sqlite3 /tmp/fresh.db \"SELECT run_uuid FROM runs WHERE run_uuid='{logged_run['run_id']}'\"")
+    assert found == logged_run["run_id"]
+
+
+def test_documented_restore_brings_back_the_backed_up_state(server, logged_run):
+    server.check_output("systemctl start mlflow-backup.service")
+    backup = newest_backup(server, "scheduled")
+    later = run_client(
+        server,
+        "import json, mlflow\n"
+        "with mlflow.start_run(experiment_id='" + logged_run["experiment_id"] + "') as r:\n"
+        "    mlflow.log_param('after_backup', 'yes')\n"
+        "print(json.dumps({'run_id': r.info.run_id}))",
+    )
+    # The restore procedure of roles/mlflow/README.md, step by step.
+    for step in (
+        "systemctl stop mlflow",
+        f"rm -f {DB}-wal {DB}-shm",
+        f"install -o mlops -g mlops -m 0640 {backup} {DB}",
+        f"runuser -u mlops -- sqlite3 {DB} 'PRAGMA integrity_check; PRAGMA journal_mode=WAL;'",
+        "systemctl start mlflow",
+    ):
+        server.check_output(step)
+    wait_healthy(server, 240)
+    pw = admin_password()
+    kept = http(server, f"{URL}/api/2.0/mlflow/runs/get?run_id={logged_run['run_id']}", user="admin", password=pw)
+    gone = http(server, f"{URL}/api/2.0/mlflow/runs/get?run_id={later['run_id']}", user="admin", password=pw)
+    assert kept[0] == 200  # noqa: PLR2004
+    assert gone[0] == 404, gone  # noqa: PLR2004
+    assert server.check_output(f"sqlite3 {DB} 'PRAGMA journal_mode'") == "wal"
+
+
+# --- Upgrade ------------------------------------------------------------------------------------
+
+OLD_VERSION = "3.16.1"
+UP_VENV = "/opt/mlflow-upgrade"
+UP_STATE = "/var/lib/mlflow-upgrade"
+
+
+def db_revision(server, db: str) -> str:
+    return server.check_output(f"sqlite3 {db} 'SELECT version_num FROM alembic_version'")
+
+
+@pytest.mark.slow
+def test_changing_mlflow_version_upgrades_in_place_and_migrates_the_database(server):
+    where = ["-e", json.dumps({"mlflow_venv": UP_VENV, "mlflow_state_dir": UP_STATE})]
+    # An older MLflow with its own venv and database (the service now points there).
+    run_playbook(SCENARIO_DIR, "upgrade.yml", *where, "-e", f"mlflow_version={OLD_VERSION}")
+    assert server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'") == OLD_VERSION
+    old_revision = db_revision(server, f"{UP_STATE}/mlflow.db")
+    old_run = run_client(
+        server,
+        "import json, mlflow\n"
+        "with mlflow.start_run() as r:\n"
+        "    mlflow.log_metric('loss', 0.25)\n"
+        "print(json.dumps({'run_id': r.info.run_id}))",
+        python=f"{UP_VENV}/bin/python",
+    )
+    # Only mlflow_version changes.
+    run_playbook(SCENARIO_DIR, "upgrade.yml", *where, "-e", "mlflow_version=3.17.2")
+    assert server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'") == "3.17.2"
+    status, body = http(server, f"{URL}/version")
+    assert (status, body.strip()) == (200, "3.17.2")
+    new_revision = db_revision(server, f"{UP_STATE}/mlflow.db")
+    assert new_revision != old_revision
+    schema = json.loads(
+        server.check_output(f"runuser -u mlops -- {UP_VENV}/bin/python {UP_VENV}/libexec/mlflow_db.py status --db {UP_STATE}/mlflow.db")
+    )
+    assert schema["due"] is False
+    assert schema["revision"] == new_revision
+    # The pre-upgrade backup holds the old schema and the old run.
+    backup = server.check_output(f"ls -1t {UP_STATE}/backups/mlflow-pre-upgrade-{old_revision}-*.db | head -n 1")
+    assert db_revision(server, backup) == old_revision
+    assert server.check_output(f"sqlite3 {backup} \"SELECT count(*) FROM runs WHERE run_uuid='{old_run['run_id']}'\"") == "1"
+    # The run survived the migration.
+    status, _ = http(server, f"{URL}/api/2.0/mlflow/runs/get?run_id={old_run['run_id']}", user="admin", password=admin_password())
+    assert status == 200  # noqa: PLR2004

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Keep MLflow's basic-auth admin user in line with the role's settings (mlflow role).
+
+MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD only to create the admin user on first start. When the
+password variable changes later, this script sets the stored password (and the admin flag) so
+the inventory stays the source of truth. Run as the service account, with the venv's python:
+
+  MLFLOW_AUTH_ADMIN_PASSWORD=... mlflow_auth_sync.py --db-uri sqlite:////var/lib/mlflow/basic_auth.db --user admin
+
+Prints {"changed": bool, "created": bool}; never prints the password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db-uri", required=True)
+    parser.add_argument("--user", required=True)
+    args = parser.parse_args(argv)
+    password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")
+    if not password:
+        print(json.dumps({"error": "MLFLOW_AUTH_ADMIN_PASSWORD is empty"}))
+        return 2
+
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # noqa: PLC0415
+
+    store = SqlAlchemyStore()
+    store.init_db(args.db_uri)
+    result = {"changed": False, "created": False, "password_updated": False, "admin_flag_set": False}
+    if not store.has_user(args.user):
+        store.create_user(args.user, password, is_admin=True)
+        result.update(changed=True, created=True)
+    else:
+        if not store.authenticate_user(args.user, password):
+            store.update_user(args.user, password=password)
+            result.update(changed=True, password_updated=True)
+        if not store.get_user(args.user).is_admin:
+            store.update_user(args.user, is_admin=True)
+            result.update(changed=True, admin_flag_set=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
