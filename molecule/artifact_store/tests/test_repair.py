@@ -1,8 +1,8 @@
 """A deliberately broken tree is repaired (exact counts), then a right tree yields no change;
 check mode reports the same repair without doing it. Symlinks out of the tree are not followed."""
 
-from conftest import run_playbook
 from artifact_store_helpers import DEFAULT_HOST, DEFAULT_ROOT, SCENARIO_DIR, recap, repair_report
+from conftest import run_playbook
 
 BROKEN = f"{DEFAULT_ROOT}/9"
 LIMIT = ("--limit", DEFAULT_HOST)

@@ -185,14 +185,23 @@ class Repair:
         """Whether only root can change the entries of a directory with this stat."""
         return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
-    def _open_dir(self, name, parent_fd, shown, nofollow):
+    def _open_dir(self, name, parent_fd, shown, nofollow, strict=True):
+        """Open a directory; None if it is gone (or, when not strict, no longer a directory)."""
         flags = DIR_OPEN | (os.O_NOFOLLOW if nofollow else 0)
         try:
             return os.open(name, flags, dir_fd=parent_fd)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return None
-            if exc.errno == errno.ELOOP:
+            if not strict and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                # Swapped for a link or a file since it was listed: left alone.
+                self.counts["symlinks_skipped"] += 1
+                return None
+            # With O_DIRECTORY, Linux answers ENOTDIR (not ELOOP) for a symlink it may not follow.
+            is_link = exc.errno in (errno.ELOOP, errno.ENOTDIR) and stat.S_ISLNK(
+                os.lstat(name, dir_fd=parent_fd).st_mode
+            )
+            if is_link:
                 raise TreeError(
                     "%s is a symbolic link inside a directory that a non-root user can change; "
                     "refusing to follow it. Replace it with a real directory or point the artifact "
@@ -253,11 +262,11 @@ class Repair:
                 if bit:
                     new = stat.S_IMODE(st.st_mode) | bit
                     self.parents_fixed.append(
-                        "%s: %04o -> %04o (traversable by the owner)" % (shown, stat.S_IMODE(st.st_mode), new)
+                        "%s: %04o -> %04o (traversable by the artifact owner)"
+                        % (shown, stat.S_IMODE(st.st_mode), new)
                     )
                     if not self.check:
                         os.fchmod(fd, new)
-                    if not self.check:
                         st = os.fstat(fd)
                 if not self._group_can_traverse(st):
                     self.group_blocked.append(shown)
@@ -332,7 +341,7 @@ class Repair:
                     stack.pop()
                     continue
                 child_shown = shown + "/" + name
-                child = self._open_dir(name, fd, child_shown, nofollow=True)
+                child = self._open_dir(name, fd, child_shown, nofollow=True, strict=False)
                 if child is None:
                     continue
                 self._fix_dir(child, child_shown)
