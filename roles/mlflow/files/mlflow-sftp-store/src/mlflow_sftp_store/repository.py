@@ -37,8 +37,8 @@ T = TypeVar("T")
 
 PART_SUFFIX = ".mlflow-sftp.part"
 LOCAL_BLOCK = 1024 * 1024
-# Outstanding READ requests while downloading (x 255 KiB on OpenSSH = ~16 MiB in flight).
-MAX_PREFETCH_REQUESTS = 64
+# Outstanding READ requests while downloading (x 255 KiB on OpenSSH = 4 MiB, twice the window).
+MAX_PREFETCH_REQUESTS = 16
 RETRY_DELAY = 0.5
 
 _NO_RETRY = (
