@@ -111,3 +111,59 @@ def test_alembic_heads(tmp_path):
     (tmp_path / "b.py").write_text("revision = 'bbb'\ndown_revision = 'aaa'\n")
     (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = ("bbb", "aaa")\n')
     assert doctor.alembic_heads(str(tmp_path)) == {"ccc"}
+
+
+class _Module:
+    """Just enough of AnsibleModule for the database checks."""
+
+    def __init__(self, **params):
+        self.params = {
+            "account": "root", "unit": "mlflow.service", "backup_dir": "", "backup_max_age_days": 2,
+            "backup_timer": "", "min_free_percent": 0, "min_free_gib": 0, **params,
+        }
+
+
+def _database_findings(tmp_path, uri, cwd):
+    server = doctor.ServerDoctor(_Module())
+    server.conf = {"backend": uri}
+    server.cwd = str(cwd)
+    server.proc_user = "root"
+    server.py = {"migrations": None, "mlflow": None}
+    server.prefix = None
+    server.check_database()
+    return {(f["level"], f["check"]): f["message"] for f in server.r.findings}
+
+
+def test_database_relative_uri_wal_schema_and_backups(tmp_path):
+    import os
+    import sqlite3
+    import time
+
+    db = tmp_path / "mlflow.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    conn.execute("INSERT INTO alembic_version VALUES ('abc123')")
+    conn.commit()
+    conn.close()
+    # sqlite:///mlflow.db started in tmp_path: relative, resolved against the working directory.
+    found = _database_findings(tmp_path, "sqlite:///mlflow.db", tmp_path)
+    assert f"it resolves to {db} now" in found[("error", "database_uri")]
+    assert ("warn", "journal_mode") in found
+    assert "schema revision abc123" in found[("ok", "schema")]
+    assert "no backup of" in found[("warn", "backup")]
+    # WAL (persisted in the header) and a fresh backup: ok; absolute URI: ok.
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "mlflow-scheduled.db").write_text("x")
+    found = _database_findings(tmp_path, f"sqlite:///{db}", "/")
+    assert ("ok", "database_uri") in found and ("ok", "journal_mode") in found
+    assert ("ok", "backup") in found
+    old = time.time() - 3 * 86400
+    os.utime(tmp_path / "backups" / "mlflow-scheduled.db", (old, old))
+    found = _database_findings(tmp_path, f"sqlite:///{db}", "/")
+    assert "older than 2 days" in found[("warn", "backup")]
+    # A database that does not exist where the URI points.
+    found = _database_findings(tmp_path, "sqlite:///other.db", tmp_path)
+    assert "does not exist" in found[("error", "database")]

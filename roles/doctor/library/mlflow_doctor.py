@@ -148,6 +148,7 @@ discovered:
 """
 
 import base64
+import binascii
 import errno
 import fnmatch
 import grp
@@ -544,7 +545,7 @@ def private_key_info(path):
                 info["encrypted"] = cipher != b"none"
                 info["type"], info["bits"] = public_blob_info(pub)
                 info["public"] = base64.b64encode(pub).decode("ascii")
-        except (ValueError, TypeError, base64.binascii.Error):
+        except (ValueError, TypeError, binascii.Error):
             pass
     else:
         for marker, ktype in (("RSA", "rsa"), ("DSA", "dsa"), ("EC", "ecdsa")):
@@ -566,7 +567,7 @@ def private_key_info(path):
                     info["type"], info["bits"] = ptype, bits
                 elif info["public"] != fields[1]:
                     info["pub_mismatch"] = True
-            except (ValueError, base64.binascii.Error):
+            except (ValueError, binascii.Error):
                 pass
     return info
 
@@ -1091,7 +1092,7 @@ class ServerDoctor:
         else:
             extra = f" ({len(mains)} separate `mlflow server` commands run)" if len(mains) > 1 else ""
             self.r.ok("process", f"`mlflow server` runs as pid {mains[0][0]} with {len(workers)} worker "
-                      f"processes{extra}")
+                      f"process(es){extra}")
             if len(mains) > 1:
                 self.r.warn("process", f"{len(mains)} `mlflow server` commands run (pids "
                             f"{[m[0] for m in mains]}); only pid {mains[0][0]} is diagnosed",
