@@ -3,7 +3,8 @@
 
 Steps (each idempotent, each skipped when already satisfied):
 
-* ``packages``: install podman, runc, debootstrap and uidmap when missing (Debian/apt).
+* ``packages``: install podman, runc, debootstrap, uidmap, openssh-server and sqlite3
+  when missing (Debian/apt).
 * ``images``: build the systemd test images with debootstrap + ``podman import``,
   reusing an image that already exists. ``MOLECULE_IMAGE`` set means "use this prebuilt
   systemd image instead": it is pulled if needed and tagged as the local test image
@@ -14,7 +15,11 @@ Steps (each idempotent, each skipped when already satisfied):
   rlimits (runc + cgroupfs + lower ulimits). A host where systemd containers already
   boot (a typical CI runner) is left as it is.
 
-Usage: ``hostprep.py [all|packages|images|podman] [--distro debian12 ...]``
+* ``wheels``: download, once per distro, the wheels the test hosts install (MLflow and its
+  dependencies, scikit-learn for the client, paramiko, build tools) into
+  ``.cache/wheelhouse/DISTRO``; scenarios mount it with ``molecule/_harness/pip.conf``.
+
+Usage: ``hostprep.py [all|packages|images|podman|wheels] [--distro debian12 ...]``
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ DISTROS = {
     "debian13": "trixie",
 }
 IMAGE_REPO = "localhost/mlops-molecule"
+ROOT = Path(__file__).resolve().parents[2]
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What a bare Debian server has: systemd as PID 1, Python for Ansible, an SSH server.
 INCLUDE = [
@@ -88,15 +94,47 @@ def image_name(distro: str) -> str:
 
 
 def ensure_packages() -> None:
-    wanted = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap", "newuidmap": "uidmap"}
+    # sshd and sqlite3 serve the unit tests (the SFTP plugin's tests start a real sshd).
+    wanted = {
+        "podman": "podman",
+        "runc": "runc",
+        "debootstrap": "debootstrap",
+        "newuidmap": "uidmap",
+        "sshd": "openssh-server",
+        "sqlite3": "sqlite3",
+    }
     missing = [pkg for cmd, pkg in wanted.items() if shutil.which(cmd) is None and not Path(f"/usr/sbin/{cmd}").exists()]
     if not missing:
-        log("packages present: podman runc debootstrap uidmap")
+        log(f"packages present: {' '.join(wanted.values())}")
         return
     log(f"installing {' '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-qq"], env=env)
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+
+
+PYTHON_OF = {"debian12": "3.11", "debian13": "3.13"}
+WHEELS = ["mlflow[auth]==3.17.2", "scikit-learn", "paramiko", "setuptools", "wheel"]
+
+
+def ensure_wheels(distro: str) -> None:
+    dest = ROOT / ".cache" / "wheelhouse" / distro
+    stamp = dest / ".complete"
+    wanted = "\n".join(WHEELS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        log(f"wheelhouse {dest.relative_to(ROOT)} complete, reused")
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    machine = os.uname().machine
+    platforms = [f"manylinux_2_28_{machine}", f"manylinux_2_17_{machine}", f"manylinux2014_{machine}"]
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--dest", str(dest), "--only-binary=:all:",
+           "--python-version", PYTHON_OF[distro], "--implementation", "cp"]
+    for plat in platforms:
+        cmd += ["--platform", plat]
+    run([*cmd, *WHEELS])
+    stamp.write_text(wanted)
+    log(f"wheelhouse {dest.relative_to(ROOT)}: {len(list(dest.glob('*.whl')))} wheels in {time.monotonic() - started:.0f} s")
 
 
 def image_exists(name: str) -> bool:
@@ -206,7 +244,7 @@ def ensure_podman(image: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", nargs="?", default="all", choices=["all", "packages", "images", "podman"])
+    parser.add_argument("step", nargs="?", default="all", choices=["all", "packages", "images", "podman", "wheels"])
     parser.add_argument(
         "--distro",
         action="append",
@@ -226,7 +264,9 @@ def main() -> int:
                 build_image(distro)
     if args.step in ("all", "podman"):
         ensure_podman(image_name(distros[0]))
-    Path(__file__).resolve().parents[2].joinpath(".cache", "pip").mkdir(parents=True, exist_ok=True)
+    if args.step in ("all", "wheels"):
+        for distro in distros:
+            ensure_wheels(distro)
     return 0
 
 
