@@ -101,7 +101,9 @@ def _split(uri: str) -> dict[str, Any]:
         user, colon, _password = userinfo.partition(":")
         if colon:
             parts["password"] = True
-            problems.append("a password in the URI is not allowed (the server authenticates with its SSH key)")
+            problems.append(
+                "a password in the URI is not allowed (the server authenticates with its SSH key)"
+            )
         parts["user"] = user or None
 
     host, port_text = hostport, None

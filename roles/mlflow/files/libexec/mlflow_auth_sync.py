@@ -5,7 +5,8 @@ MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD only to create the admin user on first s
 password variable changes later, this script sets the stored password (and the admin flag) so
 the inventory stays the source of truth. Run as the service account, with the venv's python:
 
-  MLFLOW_AUTH_ADMIN_PASSWORD=... mlflow_auth_sync.py --db-uri sqlite:////var/lib/mlflow/basic_auth.db --user admin
+  MLFLOW_AUTH_ADMIN_PASSWORD=... mlflow_auth_sync.py \
+      --db-uri sqlite:////var/lib/mlflow/basic_auth.db --user admin
 
 Prints {"changed": bool, "created": bool}; never prints the password.
 """
@@ -19,7 +20,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db-uri", required=True)
     parser.add_argument("--user", required=True)
     args = parser.parse_args(argv)

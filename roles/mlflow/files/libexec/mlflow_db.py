@@ -89,7 +89,12 @@ def _backup_one(src: Path, dest_dir: Path, label: str, stamp: str) -> dict:
         source.close()
     os.chmod(partial, 0o640)
     partial.rename(target)
-    return {"source": str(src), "backup": str(target), "bytes": target.stat().st_size, "seconds": round(took, 3)}
+    return {
+        "source": str(src),
+        "backup": str(target),
+        "bytes": target.stat().st_size,
+        "seconds": round(took, 3),
+    }
 
 
 def cmd_backup(args: argparse.Namespace) -> dict:
@@ -128,7 +133,9 @@ def cmd_wal(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status")
     status.add_argument("--db", required=True)

@@ -77,7 +77,9 @@ def _proxied_round_trip(base_url: str, payload: bytes, name: str) -> None:
             if not any(str(p).endswith("probe.txt") for p in files):
                 raise ProbeError(step, f"the uploaded probe is not listed (listing: {files})")
         if step == "download" and body != payload:
-            raise ProbeError(step, f"downloaded {len(body)} bytes that differ from the {len(payload)} uploaded")
+            raise ProbeError(
+                step, f"downloaded {len(body)} bytes that differ from the {len(payload)} uploaded"
+            )
     # Remove the (now empty) probe folder itself when nobody else is probing.
     status, body = _request("GET", f"{api}?{urllib.parse.urlencode({'path': PROBE_DIR})}")
     if status == 200 and not json.loads(body or b"{}").get("files"):  # noqa: PLR2004
@@ -122,42 +124,75 @@ def classify(text: str, uri_parts: dict) -> tuple[str, str]:
         (
             ("no module named", "modulenotfounderror", "cannot import name"),
             "install",
-            "the SFTP store's Python packages are missing or broken in the venv (the mlflow-sftp-store plugin, "
+            "the SFTP store's Python packages are missing or broken in the venv (the mlflow-sftp-store "
+            "plugin, "
             "or pysftp with paramiko<4 when mlflow_sftp_plugin_enabled is false): re-run the role",
         ),
         (
-            ("authenticationexception", "authentication failed", "no authentication methods", "publickey"),
+            (
+                "sftpauthenticationerror",
+                "authenticationexception",
+                "authentication failed",
+                "no authentication methods",
+                "publickey",
+            ),
             "keys",
             f"the SSH key of the service account is not accepted by {user}@{host}:{port}: check "
             f"~/.ssh/config (IdentityFile) and the key pair of the service account, and that its public key "
             f"is in {user}'s authorized_keys on {host} (mlops_ssh role)",
         ),
         (
-            ("unpack requires a buffer", "not a valid rsa private key", "dsskey", "private key file is encrypted"),
+            (
+                "unpack requires a buffer",
+                "not a valid rsa private key",
+                "dsskey",
+                "private key file is encrypted",
+            ),
             "keys",
             "MLflow's stock SFTP store (pysftp) can only load an unencrypted RSA key: use an RSA key "
             "(mlops_ssh_key_type: rsa) or enable the SFTP plugin (mlflow_sftp_plugin_enabled: true)",
         ),
         (
-            ("no hostkey", "host key", "hostkeys", "known_hosts", "badhostkey", "not found in known"),
+            (
+                "sftphostkeyerror",
+                "no hostkey",
+                "host key",
+                "hostkeys",
+                "known_hosts",
+                "badhostkey",
+                "not found in known",
+            ),
             "host keys",
             f"the host key of {host} (port {port}) is missing from or differs from the service account's "
             f"~/.ssh/known_hosts: re-run the mlops_ssh role (it records both '{host}' and '[{host}]:{port}')",
         ),
         (
-            ("permission denied", "errno 13", "permissionerror", "operation not permitted"),
+            (
+                "sftppermissionerror",
+                "permission denied",
+                "errno 13",
+                "permissionerror",
+                "operation not permitted",
+            ),
             "permissions",
             f"{user} may not write under {path} on {host}: check owner and mode of the artifact root "
             f"(artifact_store role: owner {user}, directories 2750)",
         ),
         (
-            ("no such file", "errno 2", "filenotfounderror", "does not exist"),
+            ("sftpnotfounderror", "no such file", "errno 2", "filenotfounderror", "does not exist"),
             "uri",
             f"{path} does not exist on {host}: check the URI's path (mlflow_artifact_path / "
             "mlflow_artifact_uri, absolute, no '~') and the artifact_store role's artifact_store_root",
         ),
         (
-            ("connection refused", "errno 111", "unable to connect", "novalidconnections"),
+            (
+                "sftpurierror",
+                "sftpconfigerror",
+                "connection refused",
+                "errno 111",
+                "unable to connect",
+                "novalidconnections",
+            ),
             "uri",
             f"nothing accepts SSH connections on {host}:{port}: check the URI's host and port and that sshd "
             "runs there",
@@ -168,7 +203,7 @@ def classify(text: str, uri_parts: dict) -> tuple[str, str]:
             f"the host name '{host}' does not resolve on the server: check the URI's host",
         ),
         (
-            ("timed out", "timeout", "no route to host"),
+            ("sftpconnectionerror", "timed out", "timeout", "no route to host"),
             "uri",
             f"{host}:{port} does not answer: check the URI's host/port and the firewall",
         ),
@@ -180,7 +215,9 @@ def classify(text: str, uri_parts: dict) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:5000")
     parser.add_argument("--artifact-uri", required=True, help="the sftp:// URI the server uses")
     parser.add_argument("--mode", choices=["proxied", "direct"], default="proxied")

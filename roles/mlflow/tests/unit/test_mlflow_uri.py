@@ -210,7 +210,12 @@ def test_inventory_parts_bad_port_and_missing_user():
 
 
 def test_parts_of_a_valid_uri_and_refusal_of_an_invalid_one():
-    assert parts(GOOD) == {"user": "mlops", "host": "192.168.1.70", "port": 22, "path": "/home/mlops/mlflow/mlruns"}
+    assert parts(GOOD) == {
+        "user": "mlops",
+        "host": "192.168.1.70",
+        "port": 22,
+        "path": "/home/mlops/mlflow/mlruns",
+    }
     with pytest.raises(ValueError, match="three slashes"):
         parts("sftp:///mlops@192.168.1.70/home/mlops/mlflow/mlruns")
 
