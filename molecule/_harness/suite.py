@@ -74,6 +74,8 @@ def steps() -> list[tuple[str, list[str], dict[str, str]]]:
 
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
+    # The tools (yamllint, ansible-lint, molecule, pytest) sit beside this interpreter in the venv.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     passed = failed = 0
     started = time.monotonic()
     for name, cmd, extra_env in steps():
