@@ -428,7 +428,7 @@ def test_changing_mlflow_version_upgrades_in_place_and_migrates_the_database(ser
     assert (
         server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'") == "3.17.2"
     )
-    status, body = http(server, f"{URL}/version")
+    status, body = http(server, f"{URL}/version", user="admin", password=admin_password())
     assert (status, body.strip()) == (200, "3.17.2")
     new_revision = db_revision(server, f"{UP_STATE}/mlflow.db")
     assert new_revision != old_revision
