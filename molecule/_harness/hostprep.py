@@ -115,12 +115,15 @@ def ensure_packages() -> None:
 
 PYTHON_OF = {"debian12": "3.11", "debian13": "3.13"}
 WHEELS = ["mlflow[auth]==3.17.2", "scikit-learn", "paramiko", "setuptools", "wheel"]
+# The mlflow scenario's upgrade test starts from the previous release; pip cannot resolve two
+# versions of one package in one call, so it is downloaded on its own.
+WHEELS_EXTRA = [["mlflow[auth]==3.16.1"]]
 
 
 def ensure_wheels(distro: str) -> None:
     dest = ROOT / ".cache" / "wheelhouse" / distro
     stamp = dest / ".complete"
-    wanted = "\n".join(WHEELS)
+    wanted = "\n".join([*WHEELS, *(" ".join(extra) for extra in WHEELS_EXTRA)])
     if stamp.exists() and stamp.read_text() == wanted:
         log(f"wheelhouse {dest.relative_to(ROOT)} complete, reused")
         return
@@ -133,6 +136,8 @@ def ensure_wheels(distro: str) -> None:
     for plat in platforms:
         cmd += ["--platform", plat]
     run([*cmd, *WHEELS])
+    for extra in WHEELS_EXTRA:
+        run([*cmd, *extra])
     stamp.write_text(wanted)
     log(f"wheelhouse {dest.relative_to(ROOT)}: {len(list(dest.glob('*.whl')))} wheels in {time.monotonic() - started:.0f} s")
 
