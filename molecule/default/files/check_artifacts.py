@@ -15,8 +15,8 @@ URI = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
 AUTH = (os.environ.get("MLFLOW_TRACKING_USERNAME", ""), os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
 
 
-def get(path, **params):
-    response = requests.get(f"{URI}{path}", params=params, auth=AUTH, timeout=60)
+def get(endpoint, **params):
+    response = requests.get(f"{URI}{endpoint}", params=params, auth=AUTH, timeout=60)
     response.raise_for_status()
     return response
 
