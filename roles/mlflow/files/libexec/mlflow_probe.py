@@ -102,7 +102,10 @@ def _direct_round_trip(artifact_uri: str, payload: bytes, name: str) -> None:
             if "probe.txt" not in listed:
                 raise ProbeError(step, f"the uploaded probe is not listed (listing: {listed})")
             step = "download"
-            got = Path(repo.download_artifacts("probe.txt", dst_path=str(Path(tmp) / "down")))
+            # MLflow refuses a destination directory that does not exist yet.
+            down = Path(tmp) / "down"
+            down.mkdir()
+            got = Path(repo.download_artifacts("probe.txt", dst_path=str(down)))
             if got.read_bytes() != payload:
                 raise ProbeError(step, "downloaded bytes differ from the uploaded ones")
             step = "delete"
