@@ -36,12 +36,12 @@ test: venv hostprep ## The whole suite: lint, unit tests, every Molecule scenari
 	$(PY) molecule/_harness/suite.py
 
 sandbox: venv hostprep ## Provision a local sandbox of Podman hosts with site.yml and print the URL
-	$(VENV)/bin/ansible-playbook playbooks/sandbox.yml
+	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox.yml
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox site.yml
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox_report.yml
 
 sandbox-down: venv ## Remove the sandbox hosts
-	$(VENV)/bin/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent
+	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox.yml -e sandbox_state=absent
 
 bench: venv hostprep ## Benchmarks (writes benchmarks/results/)
 	$(PY) benchmarks/run.py
