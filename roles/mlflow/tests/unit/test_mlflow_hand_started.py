@@ -6,19 +6,15 @@ Run: pytest roles/mlflow/tests/unit
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-MODULE = Path(__file__).resolve().parents[2] / "library" / "mlflow_hand_started.py"
-_spec = importlib.util.spec_from_file_location("mlflow_hand_started", MODULE)
-assert _spec and _spec.loader
-hand = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hand)
+from _load import load
+
+hand = load("library/mlflow_hand_started.py")
 
 
 @pytest.mark.parametrize(

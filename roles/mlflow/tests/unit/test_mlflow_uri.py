@@ -7,16 +7,12 @@ Run: pytest roles/mlflow/tests/unit
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-PLUGIN = Path(__file__).resolve().parents[2] / "filter_plugins" / "mlflow_uri.py"
-_spec = importlib.util.spec_from_file_location("mlflow_uri", PLUGIN)
-assert _spec and _spec.loader
-mlflow_uri = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mlflow_uri)
+from _load import load
+
+mlflow_uri = load("filter_plugins/mlflow_uri.py")
 
 check = mlflow_uri.mlflow_sftp_uri_check
 compose = mlflow_uri.mlflow_sftp_uri_compose
