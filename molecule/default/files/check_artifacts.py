@@ -1,7 +1,11 @@
 """Read runs and their artifacts back through the tracking server's REST API.
 
+A model logged with ``mlflow.sklearn.log_model(..., name="model")`` is an MLflow 3 "logged
+model": its files are not under the run's artifact root but under the model's own location,
+listed and served by the logged-models endpoints. They are reported as ``model/<file>``.
+
 Usage: python check_artifacts.py RUN_ID [RUN_ID ...]
-Prints one JSON object: {run_id: {"artifact_uri": ..., "files": [...], "mlmodel": "..."}}.
+Prints one JSON object: {run_id: {"artifact_uri": ..., "files": [...], "model_ids": [...], "mlmodel": "..."}}.
 Credentials and the server come from MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD.
 """
 
@@ -30,15 +34,39 @@ def walk(run_id, path=""):
             yield entry["path"]
 
 
+def walk_model(model_id, path=""):
+    listing = get(f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
+                  artifact_directory_path=path).json()
+    for entry in listing.get("files", []):
+        if entry["is_dir"]:
+            yield from walk_model(model_id, entry["path"])
+        else:
+            yield entry["path"]
+
+
 def main():
     result = {}
     for run_id in sys.argv[1:]:
         run = get("/api/2.0/mlflow/runs/get", run_id=run_id).json()["run"]
-        files = sorted(walk(run_id))
-        entry = {"artifact_uri": run["info"]["artifact_uri"], "files": files}
-        mlmodel = next((f for f in files if f.endswith("MLmodel")), None)
-        if mlmodel:
-            entry["mlmodel"] = get("/get-artifact", path=mlmodel, run_uuid=run_id).text
+        files = list(walk(run_id))
+        mlmodel = None
+        model_ids = []
+        for output in run.get("outputs", {}).get("model_outputs", []):
+            model_id = output["model_id"]
+            model_ids.append(model_id)
+            name = get(f"/api/2.0/mlflow/logged-models/{model_id}").json()["model"]["info"]["name"]
+            model_files = list(walk_model(model_id))
+            files += [f"{name}/{f}" for f in model_files]
+            if "MLmodel" in model_files:
+                mlmodel = get(f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
+                              artifact_file_path="MLmodel").text
+        entry = {"artifact_uri": run["info"]["artifact_uri"], "files": sorted(files), "model_ids": model_ids}
+        if mlmodel is None:
+            path = next((f for f in files if f.endswith("MLmodel")), None)
+            if path:
+                mlmodel = get("/get-artifact", path=path, run_uuid=run_id).text
+        if mlmodel is not None:
+            entry["mlmodel"] = mlmodel
         result[run_id] = entry
     print(json.dumps(result))
 

@@ -36,6 +36,6 @@ def test_training_script_direct(podman_host):
     assert "model/MLmodel" in manual["files"]
     assert "sklearn" in manual["mlmodel"]
     listing = artifact.check_output(
-        f"find {ARTIFACT_ROOT} -name MLmodel -path '*{made['run_ids'][0]}*' -printf '%u:%g %m %p\\n'"
+        f"find {ARTIFACT_ROOT} -name MLmodel -path '*{manual['model_ids'][0]}*' -printf '%u:%g %m %p\\n'"
     )
     assert listing.startswith("mlops:mlops 640 "), listing
