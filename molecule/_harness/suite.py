@@ -35,7 +35,6 @@ DEFAULT_DEBIAN13 = "smoke"
 # `make test` leaves them out (saying so) until they do; `SCENARIOS=name make molecule` runs them.
 PENDING: dict[str, str] = {
     "default": "full stack on three hosts: its last whole run had not finished when this was committed",
-    "adoption": "being written; not yet through a whole run",
 }
 # Rough cost of each scenario (minutes on a quiet 2-core machine): the lanes start the
 # longest first, so the short ones fill the gaps at the end.
