@@ -34,7 +34,10 @@ DEFAULT_DEBIAN13 = "smoke"
 # Scenarios that exist but have not yet passed a whole `molecule test` on a CI-like machine:
 # `make test` leaves them out (saying so) until they do; `SCENARIOS=name make molecule` runs them.
 PENDING: dict[str, str] = {
-    "default": "full stack on three hosts: converge and idempotence pass; its test helpers were fixed for MLflow 3 logged models after the last run",
+    "default": (
+        "full stack on three hosts: converge and idempotence pass; its test helpers were fixed"
+        " for MLflow 3 logged models after the last run"
+    ),
 }
 # Rough cost of each scenario (minutes on a quiet 2-core machine): the lanes start the
 # longest first, so the short ones fill the gaps at the end.
