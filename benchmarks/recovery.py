@@ -2,7 +2,9 @@
 """Time from `kill -9` of mlflow.service's main process to a healthy server again.
 
 Runs against a provisioned host reached with `podman exec` (default: the sandbox's
-tracking server, so `make sandbox` first). The issue's target is 30 s; the Molecule tests
+tracking server, so `make sandbox` first). /health is polled over HTTP from this machine at
+the container's address (a `podman exec` per poll would itself load a 2-core host and slow
+the start it measures); the new main PID is read with `podman exec` until it appears. The issue's target is 30 s; the Molecule tests
 only assert that recovery happens (timings are never pass/fail), this measures it.
 
 Usage: .venv/bin/python benchmarks/recovery.py [--host sandbox-server] [--rounds 3]
@@ -17,10 +19,10 @@ import os
 import statistics
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recovery.json"
-HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=2)"
 
 
 def sh(host: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -31,8 +33,23 @@ def main_pid(host: str) -> str:
     return sh(host, "systemctl", "show", "-p", "MainPID", "--value", "mlflow.service").stdout.strip()
 
 
+def address(host: str) -> str:
+    out = subprocess.run(
+        ["podman", "inspect", host, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    return out[0] if out else "127.0.0.1"
+
+
 def healthy(host: str) -> bool:
-    return sh(host, "python3", "-c", HEALTH, check=False).returncode == 0
+    try:
+        with urllib.request.urlopen(f"http://{address_of[host]}:5000/health", timeout=2) as resp:
+            return resp.status == 200  # noqa: PLR2004
+    except OSError:
+        return False
+
+
+address_of: dict[str, str] = {}
 
 
 def one_round(host: str, limit: float) -> dict:
@@ -43,12 +60,11 @@ def one_round(host: str, limit: float) -> dict:
     sh(host, "kill", "-9", pid)
     restarted = None
     while time.monotonic() - started < limit:
-        now = main_pid(host)
-        if restarted is None and now not in ("0", pid):
+        if restarted is None and main_pid(host) not in ("0", pid):
             restarted = time.monotonic() - started
         if restarted is not None and healthy(host):
             return {"restarted_s": round(restarted, 1), "healthy_s": round(time.monotonic() - started, 1)}
-        time.sleep(0.5)
+        time.sleep(0.5 if restarted is None else 0.25)
     return {"restarted_s": restarted, "healthy_s": None}
 
 
@@ -58,6 +74,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit", type=float, default=300.0, help="give up a round after this many seconds")
     args = parser.parse_args()
+    address_of[args.host] = address(args.host)
     rounds = []
     for i in range(args.rounds):
         load = os.getloadavg()[0]
@@ -67,6 +84,8 @@ def main() -> int:
     done = [r["healthy_s"] for r in rounds if r["healthy_s"] is not None]
     summary = {
         "host": args.host,
+        "unit": {k: sh(args.host, "systemctl", "show", "-p", k, "--value", "mlflow.service").stdout.strip()
+                 for k in ("RestartUSec", "TimeoutStopUSec")},
         "target_s": 30,
         "rounds": rounds,
         "median_healthy_s": statistics.median(done) if done else None,

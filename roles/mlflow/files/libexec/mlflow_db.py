@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -33,21 +35,44 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _head_revisions(db_uri: str) -> tuple[set[str], set[str]]:
-    """The head revision(s) of the installed MLflow's migrations and every known revision."""
-    from alembic.script import ScriptDirectory  # noqa: PLC0415 (the venv's alembic)
-    from mlflow.store.db.utils import _get_alembic_config  # noqa: PLC0415
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([0-9A-Za-z_]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.*)$", re.MULTILINE)
 
-    script = ScriptDirectory.from_config(_get_alembic_config(db_uri))
-    heads = set(script.get_heads())
-    known = {rev.revision for rev in script.walk_revisions()}
-    return heads, known
+
+def _migrations_dir() -> Path:
+    """MLflow's alembic versions directory, found without importing MLflow (seconds of imports)."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("mlflow is not installed in this interpreter's environment")
+    return Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+
+
+def _head_revisions(versions: Path | None = None) -> tuple[set[str], set[str]]:
+    """The head revision(s) of the installed MLflow's migrations and every known revision.
+
+    Read from the revision files' `revision = "..."` / `down_revision = ...` lines, as alembic
+    does, but without executing them: a head is a revision that no other revision follows.
+    """
+    known: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted((versions or _migrations_dir()).glob("*.py")):
+        text = script.read_text(encoding="utf-8")
+        revision = _REVISION.search(text)
+        if revision is None:
+            continue
+        known.add(revision.group(1))
+        down = _DOWN_REVISION.search(text)
+        if down:
+            parents.update(re.findall(r"['\"]([0-9A-Za-z_]+)['\"]", down.group(1)))
+    if not known:
+        raise SystemExit(f"no alembic revisions found in {versions or _migrations_dir()}")
+    return known - parents, known
 
 
 def cmd_status(args: argparse.Namespace) -> dict:
     path = Path(args.db)
     out: dict = {"db": str(path), "exists": path.exists(), "revision": None, "journal_mode": None}
-    heads, known = _head_revisions(f"sqlite:///{path}")
+    heads, known = _head_revisions()
     out["head"] = sorted(heads)[0] if len(heads) == 1 else sorted(heads)
     if out["exists"]:
         conn = _connect(str(path), readonly=True)
