@@ -907,8 +907,9 @@ def md_tracking(trk: dict) -> list[str]:
         a = trk["auth_check"]
         lines += [
             "",
-            f"Basic-auth cost: the provisioned server checks the password on every request; one "
-            f"`check_password_hash` ({a['method']}) takes {a['cpu_s']} s of CPU on this host.",
+            f"Basic-auth cost: one `check_password_hash` ({a['method']}) takes {a['cpu_s']} s of CPU "
+            f"on this host; the provisioned server pays it once per client, worker and "
+            f"`mlflow_auth_cache_ttl_seconds` (MLflow's auth cache; without it, on every request).",
         ]
     lines += [f"{name}: {s['error']}" for name, s in trk["servers"].items() if s.get("error")]
     return lines
