@@ -41,19 +41,16 @@ def address(host: str) -> str:
     return out[0] if out else "127.0.0.1"
 
 
-def healthy(host: str) -> bool:
+def healthy(health_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address_of[host]}:5000/health", timeout=2) as resp:
+        with urllib.request.urlopen(health_url, timeout=2) as resp:
             return resp.status == 200  # noqa: PLR2004
     except OSError:
         return False
 
 
-address_of: dict[str, str] = {}
-
-
-def one_round(host: str, limit: float) -> dict:
-    while not healthy(host):
+def one_round(host: str, health_url: str, limit: float) -> dict:
+    while not healthy(health_url):
         time.sleep(1)
     pid = main_pid(host)
     started = time.monotonic()
@@ -62,7 +59,7 @@ def one_round(host: str, limit: float) -> dict:
     while time.monotonic() - started < limit:
         if restarted is None and main_pid(host) not in ("0", pid):
             restarted = time.monotonic() - started
-        if restarted is not None and healthy(host):
+        if restarted is not None and healthy(health_url):
             return {"restarted_s": round(restarted, 1), "healthy_s": round(time.monotonic() - started, 1)}
         time.sleep(0.5 if restarted is None else 0.25)
     return {"restarted_s": restarted, "healthy_s": None}
@@ -74,11 +71,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit", type=float, default=300.0, help="give up a round after this many seconds")
     args = parser.parse_args()
-    address_of[args.host] = address(args.host)
+    health_url = f"http://{address(args.host)}:5000/health"
     rounds = []
     for i in range(args.rounds):
         load = os.getloadavg()[0]
-        result = {"round": i + 1, "load_1min": round(load, 2), **one_round(args.host, args.limit)}
+        result = {"round": i + 1, "load_1min": round(load, 2), **one_round(args.host, health_url, args.limit)}
         rounds.append(result)
         print(json.dumps(result), flush=True)
     done = [r["healthy_s"] for r in rounds if r["healthy_s"] is not None]
