@@ -555,7 +555,10 @@ def start_hand_server(container: str) -> int:
         "--default-artifact-root $(pwd)/artifacts > server.log 2>&1"
     )
     # Telemetry off, like the provisioned server, so that neither sends data out during the run.
-    sh("podman", "exec", "-d", "-e", "MLFLOW_DISABLE_TELEMETRY=true", container, "bash", "-c", script)
+    # It runs from the provisioned venv, where the role's plugin package registers its bulk-write
+    # sqlite store: turned off here, so this is MLflow's own SqlAlchemyStore, as in a plain install.
+    env = ("-e", "MLFLOW_DISABLE_TELEMETRY=true", "-e", "MLFLOW_SQLITE_BULK_METRICS=false")
+    sh("podman", "exec", "-d", *env, container, "bash", "-c", script)
     for _ in range(50):
         pid = sh(
             "podman", "exec", container, "cat", "/root/tracking-server/server.pid", check=False
@@ -657,6 +660,16 @@ def bench_tracking(lab: Lab, args: argparse.Namespace) -> dict:
             "podman", "exec", server, "grep", "-c", "died", "/root/tracking-server/server.log", check=False
         )
         out["hand_run_worker_deaths"] = int(deaths.stdout.strip() or 0)
+        # The store each server ran: the plugin's store logs one line per worker when it starts.
+        for name, cmd in (
+            ("hand-run", "cat /root/tracking-server/server.log"),
+            ("provisioned", "journalctl -u mlflow --no-pager -o cat"),
+        ):
+            text = sh("podman", "exec", server, "sh", "-c", cmd, check=False).stdout
+            bulk = "bulk metric writes" in text
+            out["servers"].setdefault(name, {})["store"] = (
+                "plugin (bulk metric writes)" if bulk else "MLflow's SqlAlchemyStore"
+            )
         stop_tree(server, pids["hand-run"])
     return out
 
@@ -902,6 +915,10 @@ def md_tracking(trk: dict) -> list[str]:
         "",
         f"Hand-run server: `/health` answered {answered}; uvicorn killed {deaths} of its workers for "
         "missing the 5 s health ping (still importing MLflow on the loaded host) during the run.",
+        "",
+        "Tracking store, as each server's log shows: "
+        + "; ".join(f"{n}: {s.get('store', '?')}" for n, s in trk.get("servers", {}).items())
+        + ". Both run the same venv and uvicorn; the hand-run one with `MLFLOW_SQLITE_BULK_METRICS=false`.",
     ]
     if trk.get("auth_check"):
         a = trk["auth_check"]

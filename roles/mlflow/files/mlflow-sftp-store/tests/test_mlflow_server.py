@@ -117,3 +117,33 @@ def test_mlflow_server_proxied_artifacts_over_sftp(
     assert ready_home.sshd.kill_sessions() >= 1
     client.log_artifact(run_id, str(src / "nested" / "notes.txt"), "after-drop")
     assert (remote / exp_id / run_id / "artifacts" / "after-drop" / "notes.txt").exists()
+
+
+def test_mlflow_server_logs_batches_through_the_bulk_store(mlflow_server: tuple[str, Path], tmp_path: Path) -> None:
+    """The real server picks the package's sqlite store, and a 1,000-metric REST batch with a NaN and
+    a repeated metric reads back as MLflow stores it."""
+    import json
+
+    url, _ = mlflow_server
+
+    def call(path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    exp_id = call("experiments/create", {"name": "bulk"})["experiment_id"]
+    run_id = call("runs/create", {"experiment_id": exp_id})["run"]["info"]["run_id"]
+    metrics = [{"key": f"m{j % 10}", "value": float(j), "timestamp": 1000 + j, "step": j} for j in range(998)]
+    metrics += [{"key": "m0", "value": "NaN", "timestamp": 5000, "step": 5000}, metrics[0]]
+    call("runs/log-batch", {"run_id": run_id, "metrics": metrics})
+    call("runs/log-batch", {"run_id": run_id, "metrics": metrics[:2]})  # already stored: stock recovery
+
+    history = call(f"metrics/get-history?run_id={run_id}&metric_key=m0")["metrics"]
+    assert len(history) == 100 + 1  # 0, 10, ..., 990, then the NaN; the repeats stored once
+    latest = {m["key"]: m for m in call(f"runs/get?run_id={run_id}")["run"]["data"]["metrics"]}
+    assert latest["m0"]["value"] == "NaN" and latest["m0"]["step"] == 5000
+    assert latest["m7"] == {"key": "m7", "value": 997.0, "timestamp": 1997, "step": 997}
+    assert "SQLite tracking store with bulk metric writes" in (tmp_path / "mlflow-server.log").read_text()

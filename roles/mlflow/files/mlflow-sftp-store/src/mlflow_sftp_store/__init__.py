@@ -16,7 +16,7 @@ from mlflow_sftp_store.errors import (
 )
 from mlflow_sftp_store.repository import SftpArtifactRepository
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "SftpArtifactRepository",
