@@ -277,6 +277,33 @@ def test_client_logs_and_reads_back_params_metrics_model_and_5mb_artifact(logged
     assert run["prediction"] == [2, 4, 6]
 
 
+BATCH_SCRIPT = r"""
+import json, math, time
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+c = MlflowClient()
+run_id = c.create_run(c.create_experiment("batch-" + str(time.time_ns()))).info.run_id
+t = int(time.time() * 1000)
+batch = [Metric(f"m{j % 10}", float(j), t, j) for j in range(999)] + [Metric("m0", math.nan, t, 5000)]
+c.log_batch(run_id, metrics=batch)
+c.log_batch(run_id, metrics=batch[:2])  # already stored: MLflow's own de-duplicating path
+latest = {m.key: (m.value, m.step) for m in c.get_run(run_id).data._metric_objs}
+print(json.dumps({
+    "m0_history": len(c.get_metric_history(run_id, "m0")),
+    "m0_nan": math.isnan(latest["m0"][0]), "m0_step": latest["m0"][1], "m7": latest["m7"],
+}))
+"""
+
+
+def test_metric_batches_go_through_the_plugins_bulk_store(server):
+    """1,000 metrics in one log_batch (a NaN and a repeated batch included) read back as MLflow
+    stores them, and the service's journal shows the plugin's sqlite store in use."""
+    got = run_client(server, BATCH_SCRIPT)
+    assert got == {"m0_history": 100 + 1, "m0_nan": True, "m0_step": 5000, "m7": [997.0, 997]}
+    journal = server.check_output("journalctl -u mlflow --no-pager -o cat")
+    assert "SQLite tracking store with bulk metric writes" in journal
+
+
 def test_artifacts_land_on_the_artifact_host_owned_by_mlops(artifact_host, logged_run):
     run = logged_run
     blob = artifact_host.file(f"{ARTIFACT_ROOT}/{run['experiment_id']}/{run['run_id']}/artifacts/blob.bin")
