@@ -6,7 +6,8 @@ Sections (``--only`` selects some, comma-separated; default all):
   provisioning  wall time of a cold `site.yml` converge on fresh hosts and of the idempotent
                 re-run, with the project's ansible.cfg (pipelining, ControlPersist, fact cache)
                 and with a baseline config (no pipelining, no ControlPersist, memory fact
-                cache) on a second set of fresh hosts
+                cache) on a second set of fresh hosts; and what one task costs with nothing
+                to do (a module, a controller-only and a skipped task), to explain the re-run
   tracking      8 concurrent REST clients doing log_metric and log_batch against the
                 provisioned server and against a server started by hand as in the team's notes
                 (`mlflow server -h 0.0.0.0 --backend-store-uri sqlite:///mlflow.db ...`, root,
@@ -421,7 +422,80 @@ def bench_provisioning(lab: Lab, hosts: dict[str, str], label: str, cfg: str | N
     close_masters(lab.tmp / f"cp-{label}")
     out["rerun"] = converge(inv, env, f"{label}-rerun")
     close_masters(lab.tmp / f"cp-{label}")
+    if label == "tuned":
+        try:
+            out["task_floor"] = task_floor(lab, inv, env)
+        except Exception as exc:  # noqa: BLE001 - an explanation, not a target: reported, not fatal
+            out["task_floor"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     out["inventory"] = inv
+    return out
+
+
+FLOOR_TASKS = 40
+# What one task costs with nothing to do, on the same hosts and settings as the re-run: a module
+# (`stat` as root on both hosts: one AnsiballZ run per host), a controller-only `assert`, and a
+# skipped task; each playbook minus an empty one (Ansible's start-up), per task.
+FLOOR_KINDS = {
+    "module": "ansible.builtin.stat:\n        path: /etc/hostname",
+    "controller": "ansible.builtin.assert:\n        that: true\n        quiet: true",
+    "skipped": "ansible.builtin.stat:\n        path: /etc/hostname\n      when: false",
+}
+# CPU seconds of one `stat` module run on the host, and how much of it is Python compiling the
+# module_utils sources in the AnsiballZ zip (zipimport has no bytecode cache).
+MODULE_CPU = r"""
+import cProfile, contextlib, glob, io, json, pstats, resource, runpy, subprocess, sys
+f = sorted(glob.glob("/root/.ansible/tmp/ansible-tmp-*/AnsiballZ_stat.py"))[-1]
+runs = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, f], stdout=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    runs.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+prof = cProfile.Profile()
+sys.argv = [f]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        prof.runcall(runpy.run_path, f, run_name="__main__")
+    except SystemExit:
+        pass
+st = pstats.Stats(prof).stats
+compile_s = sum(v[3] for k, v in st.items() if k[2] == "<built-in method builtins.compile>")
+print(json.dumps({"cpu_s": round(sorted(runs)[1], 3), "compile_s": round(compile_s, 3)}))
+"""
+
+
+def task_floor(lab: Lab, inv: Path, env: dict[str, str]) -> dict:
+    log(f"task floor: {FLOOR_TASKS} tasks of each kind on both hosts")
+    walls: dict[str, float] = {}
+    for kind, body in {"empty": None, **FLOOR_KINDS}.items():
+        tasks = (
+            [f"    - name: {kind} {i}\n      {body}" for i in range(FLOOR_TASKS)]
+            if body
+            else ["    - name: nothing\n      ansible.builtin.meta: noop"]
+        )
+        book = lab.tmp / f"floor-{kind}.yml"
+        book.write_text(
+            "---\n- name: floor\n  hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n"
+            + "\n".join(tasks)
+            + "\n"
+        )
+        started = time.perf_counter()
+        sh(str(ANSIBLE_PLAYBOOK), "-i", str(inv / "hosts.yml"), str(book), cwd=REPO, env=env)
+        walls[kind] = time.perf_counter() - started
+    out = {
+        "tasks": FLOOR_TASKS,
+        "wall_s": {k: round(v, 1) for k, v in walls.items()},
+        "per_task_s": {k: round((walls[k] - walls["empty"]) / FLOOR_TASKS, 3) for k in FLOOR_KINDS},
+    }
+    # A kept copy of the stat module as Ansible sends it, run on the server three times.
+    server = TUNED["server"]
+    keep = {**env, "ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_PIPELINING": "false"}
+    sh(str(ANSIBLE_PLAYBOOK), "-i", str(inv / "hosts.yml"), "-l", server, str(lab.tmp / "floor-module.yml"),
+       cwd=REPO, env=keep)  # fmt: skip
+    probe = sh("podman", "exec", "-i", server, "python3", "-", input=MODULE_CPU).stdout
+    out["module_on_host"] = json.loads(probe.strip().splitlines()[-1])
+    sh("podman", "exec", server, "sh", "-c", "rm -rf /root/.ansible/tmp/ansible-tmp-*", check=False)
+    log(f"  per task: {out['per_task_s']}; stat module on the host: {out['module_on_host']}")
     return out
 
 
@@ -883,6 +957,21 @@ def md_provisioning(prov: dict) -> list[str]:
     if slow:
         tasks = "; ".join(f"{t['task']} {t['s']:.1f} s" for t in slow[:5])
         lines += ["", f"Slowest tasks of the tuned re-run (profile_tasks): {tasks}."]
+    floor = prov.get("tuned", {}).get("task_floor")
+    if floor and "error" not in floor:
+        per, mod = floor["per_task_s"], floor["module_on_host"]
+        recap = prov["tuned"]["rerun"]["recap"]
+        oks = ", ".join(f"{h} ok={r['ok']}" for h, r in recap.items())
+        lines += [
+            "",
+            f"What one task costs with nothing to do, same hosts and settings ({floor['tasks']} of each, "
+            f"both hosts, minus Ansible's start-up): a module task {per['module']} s, a controller-only "
+            f"task {per['controller']} s, a skipped task {per['skipped']} s. One `stat` module run takes "
+            f"{mod['cpu_s']} s of CPU on the host, {mod['compile_s']} s of it compiling module_utils from "
+            f"the AnsiballZ zip. The tuned re-run ran {oks}.",
+        ]
+    elif floor:
+        lines += ["", f"Task floor: not measured ({floor['error']})."]
     return lines
 
 
