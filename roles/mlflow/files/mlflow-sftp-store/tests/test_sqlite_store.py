@@ -130,3 +130,13 @@ def test_deleted_run_refused_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         errors.append((exc.value.error_code, str(exc.value).replace(run_id, "RUN")))
         assert _rows(store, "metrics") == []
     assert errors[0] == errors[1]
+
+
+def test_older_mlflow_without_the_method_gets_its_own_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "_store_class", None)
+    monkeypatch.delattr(SqlAlchemyStore, "_log_metrics_once")
+    monkeypatch.delenv(sqlite_store.BULK_ENV, raising=False)
+    store = sqlite_store.build_store(f"sqlite:///{tmp_path}/old.db", str(tmp_path / "a"))
+    assert type(store) is SqlAlchemyStore

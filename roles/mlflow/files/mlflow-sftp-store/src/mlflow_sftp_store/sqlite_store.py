@@ -12,8 +12,8 @@ insert and one update, in the same transaction (~0.06 s). Everything else is MLf
 - single metrics (``log_metric``) take the stock path;
 - a batch that repeats an already stored metric (primary-key conflict) is rolled back and redone
   by the stock implementation, which has the de-duplicating recovery;
-- workspaces (``MLFLOW_ENABLE_WORKSPACES``) and ``MLFLOW_SQLITE_BULK_METRICS=false`` get MLflow's
-  own store class, unchanged.
+- workspaces (``MLFLOW_ENABLE_WORKSPACES``), ``MLFLOW_SQLITE_BULK_METRICS=false`` and an MLflow
+  without ``_log_metrics_once`` (older releases) get MLflow's own store class, unchanged.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def bulk_enabled() -> bool:
     return os.environ.get(BULK_ENV, "true").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _bulk_store_class() -> type:
+def _bulk_store_class() -> type | None:
     """Defined on first use: MLflow's tracking registry loads entry points while it is itself
-    being imported, and the store module imports back into it."""
+    being imported, and the store module imports back into it. None on an MLflow whose store
+    has no ``_log_metrics_once`` to replace (older 3.x): that one gets its own store class."""
     global _store_class
     if _store_class is not None:
         return _store_class
@@ -51,6 +52,9 @@ def _bulk_store_class() -> type:
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.validation import _validate_metric
+
+    if not callable(getattr(SqlAlchemyStore, "_log_metrics_once", None)):
+        return None
 
     metrics_t = SqlMetric.__table__
     latest_t = SqlLatestMetric.__table__
@@ -136,11 +140,13 @@ def build_store(store_uri: str, artifact_uri: str | None = None):
     from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
 
-    if MLFLOW_ENABLE_WORKSPACES.get() or not bulk_enabled():
+    store_class = None if MLFLOW_ENABLE_WORKSPACES.get() or not bulk_enabled() else _bulk_store_class()
+    if store_class is None:
         from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
 
         return _get_sqlalchemy_store(store_uri, artifact_uri)
     if artifact_uri is None:
         artifact_uri = os.environ.get(_ARTIFACT_ROOT_ENV, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+    replica = os.environ.get(_READ_REPLICA_ENV)
     _log.info("mlflow-sftp-store: SQLite tracking store with bulk metric writes (%s=false turns it off)", BULK_ENV)
-    return _bulk_store_class()(store_uri, artifact_uri, read_db_uri=os.environ.get(_READ_REPLICA_ENV))
+    return store_class(store_uri, artifact_uri, **({"read_db_uri": replica} if replica else {}))
