@@ -1134,7 +1134,7 @@ def main() -> int:
         help="stop sending after this long per load phase (0: no limit)",
     )
     parser.add_argument("--artifact-mb", type=int, default=100)
-    parser.add_argument("--artifact-rounds", type=int, default=2)
+    parser.add_argument("--artifact-rounds", type=int, default=5)
     parser.add_argument(
         "--no-stock", action="store_true", help="skip the extra re-run with Ansible's stock ssh_args"
     )
