@@ -23,7 +23,8 @@ import os
 from typing import Any
 
 BULK_ENV = "MLFLOW_SQLITE_BULK_METRICS"
-_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"  # set by `mlflow server` for its workers
+# mlflow.server.constants.READ_REPLICA_BACKEND_STORE_URI_ENV_VAR; importing it would load the
+# whole server package (Flask app included) into every client that opens a sqlite store.
 _READ_REPLICA_ENV = "_MLFLOW_SERVER_READ_REPLICA_BACKEND_STORE"
 _IN_CLAUSE = 500  # keys per IN (...) list, as MLflow does
 _store_class: type | None = None
@@ -140,13 +141,14 @@ def build_store(store_uri: str, artifact_uri: str | None = None):
     from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
 
+    from mlflow.tracking._tracking_service.utils import _SERVER_ARTIFACT_ROOT_ENV_VAR, _get_sqlalchemy_store
+
     store_class = None if MLFLOW_ENABLE_WORKSPACES.get() or not bulk_enabled() else _bulk_store_class()
     if store_class is None:
-        from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
-
         return _get_sqlalchemy_store(store_uri, artifact_uri)
+    # The same default as MLflow's builder (the server's artifact root, set for its workers).
     if artifact_uri is None:
-        artifact_uri = os.environ.get(_ARTIFACT_ROOT_ENV, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+        artifact_uri = os.environ.get(_SERVER_ARTIFACT_ROOT_ENV_VAR, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
     replica = os.environ.get(_READ_REPLICA_ENV)
     _log.info("mlflow-sftp-store: SQLite tracking store with bulk metric writes (%s=false turns it off)", BULK_ENV)
     return store_class(store_uri, artifact_uri, **({"read_db_uri": replica} if replica else {}))
