@@ -135,3 +135,20 @@ def test_venv_probe_reports_unmet_requirements_and_the_entry_points_distribution
         "missing": ["pytest==0.0.1", "surely-not-installed-dist==1.0", "not a requirement"],
         "plugin_dist": "",
     }
+
+
+def test_the_state_probe_runs_the_venv_look_with_the_venvs_python(tmp_path):
+    """One module run answers for the venv too: its python runs __mlflow_venv_state_py."""
+    pytest.importorskip("packaging")
+    spec = {
+        "venv": {
+            "python": sys.executable,
+            "script": VARS["__mlflow_venv_state_py"],
+            "args": [json.dumps(["pytest>=1", "surely-not-installed-dist==1.0"]), "no-such-entry-point"],
+        }
+    }
+    state = run(VARS["__mlflow_state_py"], json.dumps(spec))
+    assert state["venv"] == {"missing": ["surely-not-installed-dist==1.0"], "plugin_dist": ""}
+    # No venv yet (cold host): no answer, so the role installs and then looks again.
+    spec["venv"]["python"] = str(tmp_path / "no-venv" / "bin" / "python")
+    assert "venv" not in run(VARS["__mlflow_state_py"], json.dumps(spec))
