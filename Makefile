@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 MOLECULE_DISTRO ?= debian12
+# The suite runs scenarios on both; the sandbox only on MOLECULE_DISTRO.
+TEST_DISTROS ?= debian12 debian13
+HOSTPREP := python3 molecule/_harness/hostprep.py all
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
@@ -20,8 +23,8 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed ## Create .venv with the pinned toolchain
 
-hostprep: ## Install podman/runc/debootstrap, build the systemd test images, configure Podman if needed
-	python3 molecule/_harness/hostprep.py all --distro debian12 --distro debian13
+hostprep: ## Install Podman and its network stack, build the suite's test images, configure Podman if needed
+	$(HOSTPREP) $(foreach d,$(TEST_DISTROS),--distro $(d))
 
 lint: venv ## yamllint + ansible-lint (production profile)
 	SUITE_STEPS=lint $(PY) molecule/_harness/suite.py
@@ -35,7 +38,8 @@ molecule: venv hostprep ## Every Molecule scenario (SCENARIOS=... to choose)
 test: venv hostprep ## The whole suite: lint, unit tests, every Molecule scenario
 	$(PY) molecule/_harness/suite.py
 
-sandbox: venv hostprep ## Provision a local sandbox of Podman hosts with site.yml and print the URL
+sandbox: venv ## Provision a local sandbox of Podman hosts with site.yml and print the URL
+	$(HOSTPREP) --distro $(MOLECULE_DISTRO)
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox.yml
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox site.yml
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox_report.yml
@@ -43,7 +47,8 @@ sandbox: venv hostprep ## Provision a local sandbox of Podman hosts with site.ym
 sandbox-down: venv ## Remove the sandbox hosts
 	$(VENV)/bin/ansible-playbook -i inventory/sandbox playbooks/sandbox.yml -e sandbox_state=absent
 
-bench: venv hostprep ## Benchmarks (writes benchmarks/results/)
+bench: venv ## Benchmarks (writes benchmarks/results/)
+	$(HOSTPREP) --distro $(MOLECULE_DISTRO)
 	$(PY) benchmarks/run.py
 
 clean: ## Remove the venv and caches (not the test images)
