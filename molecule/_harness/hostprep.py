@@ -380,7 +380,7 @@ def add_containers_conf(settings: dict[str, dict]) -> None:
         merged.setdefault(section, {}).update(values)
     if merged == current:
         return
-    if CONTAINERS_CONF.exists():
+    if CONTAINERS_CONF.exists() and not CONTAINERS_CONF.read_text().startswith(CONTAINERS_CONF_HEADER):
         backup = CONTAINERS_CONF.with_suffix(".conf.hostprep-backup")
         if not backup.exists():
             shutil.copy2(CONTAINERS_CONF, backup)
@@ -397,14 +397,13 @@ def names_resolve(image: str) -> bool:
     """True when a container on a user network resolves another one there by its name."""
     tag = f"{os.getpid()}"
     server, network = f"hostprep-dns-{tag}", f"{DNS_NETWORK}-{tag}"
-    ulimit = ["--ulimit", "nofile=8192:8192"]
     try:
         made = subprocess.run(["podman", "network", "create", network], check=False, capture_output=True, text=True)
         if made.returncode != 0:
             log(f"could not create a test network: {made.stderr.strip()[-300:]}")
             return False
         started = subprocess.run(
-            ["podman", "run", "-d", *ulimit, "--name", server, "--network", network, image, "sleep", "60"],
+            ["podman", "run", "-d", "--name", server, "--network", network, image, "sleep", "60"],
             check=False,
             capture_output=True,
             text=True,
@@ -414,7 +413,7 @@ def names_resolve(image: str) -> bool:
             return False
         for _ in range(10):
             looked = subprocess.run(
-                ["podman", "run", "--rm", *ulimit, "--network", network, image, "getent", "hosts", server],
+                ["podman", "run", "--rm", "--network", network, image, "getent", "hosts", server],
                 check=False,
                 capture_output=True,
                 text=True,
