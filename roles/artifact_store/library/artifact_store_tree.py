@@ -386,12 +386,15 @@ def main():
         module.fail_json(msg="path=%r must be an absolute, normalised path below /." % path)
     try:
         user = pwd.getpwnam(module.params["owner"])
-    except KeyError:
-        module.fail_json(msg="owner %r does not exist." % module.params["owner"])
-    try:
         gid = grp.getgrnam(module.params["group"]).gr_gid
     except KeyError:
-        module.fail_json(msg="group %r does not exist." % module.params["group"])
+        missing = "owner %r or group %r does not exist" % (module.params["owner"], module.params["group"])
+        if module.check_mode:
+            # A preview of a first run: the account is made by an earlier task that check mode
+            # did not run. Everything at and below path would then be created or given to it.
+            module.exit_json(changed=True, msg="%s yet: %s would be created or repaired for them" % (missing, path),
+                             root=path, created=[], parents_fixed=[], group_blocked_parents=[], sample=[])
+        module.fail_json(msg=missing + ".")
     home = os.path.normpath(user.pw_dir) if user.pw_dir else ""
     if home == path or home.startswith(path + "/"):
         module.fail_json(msg="path %s would contain the home directory %s of %s." % (path, home, user.pw_name))

@@ -122,3 +122,26 @@ def test_symlinked_component_in_a_user_writable_directory_is_refused(base: Path)
         repair(home / "mlflow" / "mlruns", home=str(home))
     assert state(base / "elsewhere")[0] == 0
     assert not (base / "elsewhere" / "mlruns").exists()
+
+
+def run_module(args: dict, tmp_path: Path) -> dict:
+    """The module as Ansible runs it: arguments in a JSON file, the result on stdout."""
+    import json
+    import subprocess
+    import sys
+
+    argfile = tmp_path / "args.json"
+    argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    out = subprocess.run([sys.executable, str(LIBRARY), str(argfile)], capture_output=True, text=True, check=False)
+    return json.loads(out.stdout)
+
+
+def test_preview_before_the_account_exists_reports_a_change(base: Path):
+    # Check mode of a first run: the account tier has not really created the owner.
+    args = {"path": str(base / "mlruns"), "owner": "no-such-user-x", "group": "no-such-group-x"}
+    previewed = run_module({**args, "_ansible_check_mode": True}, base)
+    assert previewed["changed"] is True and not previewed.get("failed"), previewed
+    assert not (base / "mlruns").exists()
+    # A real run with a missing owner fails, naming it.
+    real = run_module(args, base)
+    assert real["failed"] is True and "no-such-user-x" in real["msg"], real
