@@ -46,6 +46,7 @@ import threading
 import time
 from pathlib import Path
 
+import report
 import requests
 
 HERE = Path(__file__).resolve().parent
@@ -64,12 +65,6 @@ SECTIONS = ("provisioning", "tracking", "artifacts", "permissions")
 MLFLOW_PORT = 5000
 HAND_PORT = 5001
 MLFLOW_BIN = "/opt/mlflow/bin/mlflow"
-
-# Targets from issue #8.
-TARGET_RERUN_S = 30.0
-TARGET_BATCH_RATIO = 1.5
-TARGET_RSS_RATIO = 0.5
-TARGET_UPLOAD_RATIO = 0.7
 
 # Ansible's settings for the baseline: its defaults, minus ControlPersist (Ansible's built-in
 # ssh_args are "-C -o ControlMaster=auto -o ControlPersist=60s"; ssh_args empty turns it off).
@@ -866,235 +861,6 @@ def bench_permissions(rerun: bool) -> dict:
     return {"source": source, "rerun": rerun, **data}
 
 
-# --- Report -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "**not met**")
-
-
-def targets(res: dict) -> list[dict]:
-    out = []
-    prov = res.get("provisioning", {})
-    if "tuned" in prov:
-        rerun = prov["tuned"]["rerun"]
-        out.append(
-            {
-                "target": f"idempotent re-run of the two-host site < {TARGET_RERUN_S:.0f} s (changed=0)",
-                "measured": f"{rerun['wall_s']} s, changed={rerun['changed']}",
-                "met": rerun["wall_s"] < TARGET_RERUN_S and rerun["changed"] == 0,
-            }
-        )
-    trk = res.get("tracking", {})
-    if trk.get("phases"):
-        batch = {p["server"]: p for p in trk["phases"] if p["op"] == "log_batch"}
-        errors = sum(p["errors"] for p in trk["phases"] if p["server"] == "provisioned")
-        if {"provisioned", "hand-run"} <= batch.keys():
-            prov_rps, hand_rps = batch["provisioned"]["rps"], batch["hand-run"]["rps"]
-            ratio = prov_rps / hand_rps if hand_rps > 0 else float("inf")
-            measured = f"{ratio:.2f}x ({prov_rps} vs {hand_rps} req/s), {errors} errors"
-            met = ratio >= TARGET_BATCH_RATIO and errors == 0
-        else:
-            measured, met = "not measured (a server could not be set up, see errors)", None
-        out.append(
-            {
-                "target": f"provisioned log_batch >= {TARGET_BATCH_RATIO}x the hand-run server's, 0 errors",
-                "measured": measured,
-                "met": met,
-            }
-        )
-        rss = trk["servers"]["provisioned"]["rss_max_mb"] / trk["servers"]["hand-run"]["rss_max_mb"]
-        out.append(
-            {
-                "target": f"provisioned server RSS < {TARGET_RSS_RATIO}x the hand-run server's",
-                "measured": f"{rss:.2f}x ({trk['servers']['provisioned']['rss_max_mb']:.0f} vs "
-                f"{trk['servers']['hand-run']['rss_max_mb']:.0f} MB)",
-                "met": rss < TARGET_RSS_RATIO,
-            }
-        )
-    art = res.get("artifacts")
-    if art:
-        out.append(
-            {
-                "target": f"proxied upload >= {TARGET_UPLOAD_RATIO}x OpenSSH sftp",
-                "measured": f"{art['up_ratio']:.2f}x "
-                f"(vs sftp without its connection set-up: {art['up_ratio_net']:.2f}x)",
-                "met": art["up_ratio"] >= TARGET_UPLOAD_RATIO and art["checksums_ok"],
-            }
-        )
-    return out
-
-
-def md_provisioning(prov: dict) -> list[str]:
-    lines: list[str] = []
-    lines += [
-        "",
-        "## Provisioning (`site.yml`, tracking server + artifact host, over SSH)",
-        "",
-        "| configuration | cold converge (s) | idempotent re-run (s) | re-run changed "
-        "| load (1 min) cold / re-run |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
-    names = {
-        "tuned": "project `ansible.cfg`: pipelining, ControlPersist 60s, jsonfile fact cache",
-        "baseline": "baseline: no pipelining, no ControlPersist (`ssh_args` empty), memory fact cache",
-        "stock": "Ansible's stock defaults: no pipelining, ControlPersist 60s, memory fact cache",
-    }
-    for key, label in names.items():
-        if key not in prov:
-            continue
-        cold, rerun = prov[key].get("cold"), prov[key]["rerun"]
-        cold_s = f"{cold['wall_s']}" if cold else "-"
-        cold_l = f"{cold['load_before'][0]}" if cold else "-"
-        lines.append(
-            f"| {label} | {cold_s} | {rerun['wall_s']} | {rerun['changed']} | "
-            f"{cold_l} / {rerun['load_before'][0]} |"
-        )
-    if "ratio" in prov:
-        r = prov["ratio"]
-        lines += ["", f"Baseline / tuned: cold converge {r['cold']}x, re-run {r['rerun']}x."]
-    slow = prov.get("tuned", {}).get("rerun", {}).get("slowest_tasks")
-    if slow:
-        tasks = "; ".join(f"{t['task']} {t['s']:.1f} s" for t in slow[:5])
-        lines += ["", f"Slowest tasks of the tuned re-run (profile_tasks): {tasks}."]
-    floor = prov.get("tuned", {}).get("task_floor")
-    if floor and "error" not in floor:
-        per, mod = floor["per_task_s"], floor["module_on_host"]
-        recap = prov["tuned"]["rerun"]["recap"]
-        oks = ", ".join(f"{h} ok={r['ok']}" for h, r in recap.items())
-        lines += [
-            "",
-            f"What one task costs with nothing to do, same hosts and settings ({floor['tasks']} of each, "
-            f"both hosts, minus Ansible's start-up): a module task {per['module']} s, a controller-only "
-            f"task {per['controller']} s, a skipped task {per['skipped']} s. One `stat` module run takes "
-            f"{mod['cpu_s']} s of CPU on the host, {mod['compile_s']} s of it compiling module_utils from "
-            f"the AnsiballZ zip. The tuned re-run ran {oks}.",
-        ]
-    elif floor:
-        lines += ["", f"Task floor: not measured ({floor['error']})."]
-    return lines
-
-
-def md_tracking(trk: dict) -> list[str]:
-    lines: list[str] = []
-    lines += [
-        "",
-        f"## Tracking throughput ({trk['clients']} concurrent clients, REST from the controller)",
-        "",
-        "| server | operation | requests | req/s | p50 (ms) | p99 (ms) | errors | load (1 min) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for p in sorted(trk["phases"], key=lambda p: (p["op"], p["server"] != "provisioned")):
-        op = p["op"] if p["op"] == "log_metric" else f"log_batch ({p['metrics_per_request']} metrics)"
-        lines.append(
-            f"| {p['server']} | {op} | {p['requests']} | {p['rps']} | {p['p50_ms']} | {p['p99_ms']} "
-            f"| {p['errors']} | {p['load_before'][0]} |"
-        )
-    lines += [
-        "",
-        "| server | processes | RSS, sum over the process tree, max (MB) | PSS sum, max (MB) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for name, s in trk["servers"].items():
-        lines.append(f"| {name} | {s['processes']} | {s['rss_max_mb']} | {s['pss_max_mb']} |")
-    health = trk.get("hand_run_health_s")
-    answered = f"{health} s after start" if health is not None else "never (240 s)"
-    deaths = trk.get("hand_run_worker_deaths", "?")
-    lines += [
-        "",
-        f"Hand-run server: `/health` answered {answered}; uvicorn killed {deaths} of its workers for "
-        "missing the 5 s health ping (still importing MLflow on the loaded host) during the run.",
-        "",
-        "Tracking store, as each server's log shows: "
-        + "; ".join(f"{n}: {s.get('store', '?')}" for n, s in trk.get("servers", {}).items())
-        + ". Both run the same venv and uvicorn; the hand-run one with `MLFLOW_SQLITE_BULK_METRICS=false`.",
-    ]
-    if trk.get("auth_check"):
-        a = trk["auth_check"]
-        lines += [
-            "",
-            f"Basic-auth cost: one `check_password_hash` ({a['method']}) takes {a['cpu_s']} s of CPU "
-            f"on this host; the provisioned server pays it once per client, worker and "
-            f"`mlflow_auth_cache_ttl_seconds` (MLflow's auth cache; without it, on every request).",
-        ]
-    lines += [f"{name}: {s['error']}" for name, s in trk["servers"].items() if s.get("error")]
-    return lines
-
-
-def md_artifacts(art: dict) -> list[str]:
-    lines: list[str] = []
-    lines += [
-        "",
-        f"## Artifact throughput ({art['size_mb']} MB, median of {len(art['rounds'])} rounds)",
-        "",
-        "| path | upload (MB/s) | download (MB/s) |",
-        "| --- | ---: | ---: |",
-        f"| MLflow client -> provisioned server (proxied) -> SFTP plugin -> artifact host "
-        f"| {art['mlflow_up_mbps']} | {art['mlflow_down_mbps']} |",
-        f"| OpenSSH `sftp -b` -> artifact host (whole command) | {art['sftp_up_mbps']} "
-        f"| {art['sftp_down_mbps']} |",
-        f"| OpenSSH `sftp -b`, connection set-up subtracted | {art['sftp_up_mbps_net']} "
-        f"| {art['sftp_down_mbps_net']} |",
-        "",
-        f"Proxied / sftp: upload {art['up_ratio']}x ({art['up_ratio_net']}x without sftp's set-up), "
-        f"download {art['down_ratio']}x. Checksums: {'ok' if art['checksums_ok'] else 'MISMATCH'}.",
-    ]
-    return lines
-
-
-def md_permissions(perm: dict) -> list[str]:
-    lines: list[str] = []
-    tree = perm["tree"]
-    lines += [
-        "",
-        f"## Artifact permission repair ({tree['files']:,} files, {tree['directories']:,} directories)",
-        "",
-        f"From `{perm['source']}` ({perm['date']}, load {perm['machine']['loadavg_before'][0]:.1f} before; "
-        f"{'re-run now' if perm['rerun'] else 'stored results, not re-run'}). "
-        f"Ansible start-up alone: {perm['ansible_overhead_s']} s.",
-        "",
-        "| method | tree state | wall time (s) | in module (s) | changed |",
-        "| --- | --- | ---: | ---: | --- |",
-    ]
-    for r in perm["results"]:
-        if r["state"] in ("all-wrong", "all-right"):
-            lines.append(
-                f"| {r['method']} | {r['state']} | {r['wall_s']} | {r.get('module_s', '-')} "
-                f"| {str(r['changed']).lower()} |"
-            )
-    return lines
-
-
-def markdown(res: dict) -> str:
-    m = res["machine"]
-    lines = [
-        "# Benchmark results",
-        "",
-        f"{res['date']}, `{res['command']}`. Machine: {m['cpus']} CPUs, {m['mem_gb']} GiB, "
-        f"kernel {m['kernel']}, "
-        f"Python {m['python']}, {m['ansible']}; load average (1/5/15 min) {m['load_before']} before, "
-        f"{m['load_after']} after (shared machine: absolute numbers are pessimistic). "
-        f"Total {res['total_s']:.0f} s.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | verdict |",
-        "| --- | --- | --- |",
-        *(f"| {t['target']} | {t['measured']} | {verdict(t['met'])} |" for t in res["targets"]),
-    ]
-    if res.get("provisioning"):
-        lines += md_provisioning(res["provisioning"])
-    if res.get("tracking", {}).get("phases"):
-        lines += md_tracking(res["tracking"])
-    if res.get("artifacts"):
-        lines += md_artifacts(res["artifacts"])
-    if res.get("permissions"):
-        lines += md_permissions(res["permissions"])
-    if res.get("errors"):
-        lines += ["", "## Errors", "", *(f"- {e}" for e in res["errors"])]
-    return "\n".join(lines) + "\n"
-
-
 # --- Main -------------------------------------------------------------------------------------
 
 
@@ -1179,11 +945,11 @@ def main() -> int:
             res["errors"].append(f"permissions: {type(exc).__name__}: {exc}")
     res["machine"]["load_after"] = loadavg()
     res["total_s"] = round(time.perf_counter() - started, 1)
-    res["targets"] = targets(res)
+    res["targets"] = report.targets(res)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    md = markdown(res)
+    md = report.markdown(res)
     out.with_suffix(".md").write_text(md)
     print(md)
     log(f"written: {out} and {out.with_suffix('.md')}")
