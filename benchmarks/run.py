@@ -52,6 +52,8 @@ import requests
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
+# Scripts run on the bench hosts (`python3 -`, the source on stdin).
+SCRIPTS = HERE / "scripts"
 LOGS = REPO / ".cache" / "logs"
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 
@@ -85,55 +87,6 @@ roles_path = {REPO / "roles"}
 retry_files_enabled = False
 """
 
-# Runs inside a container: the process tree under PID, its RSS (sum), PSS (sum), count; with
-# "kill", sends SIGTERM to the whole tree.
-PROCTREE = r"""
-import json, os, signal, sys
-root, action = int(sys.argv[1]), sys.argv[2]
-if action == "kill9":
-    for pid in map(int, sys.argv[3:]):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    print("{}")
-    sys.exit(0)
-children = {}
-for d in os.listdir("/proc"):
-    if d.isdigit():
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(d))
-tree, todo = [], [root]
-while todo:
-    pid = todo.pop()
-    tree.append(pid)
-    todo.extend(children.get(pid, []))
-def kb(path, field):
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-if action == "kill":
-    for pid in tree:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-rss = sum(kb(f"/proc/{p}/status", "VmRSS") for p in tree)
-pss = sum(kb(f"/proc/{p}/smaps_rollup", "Pss") for p in tree)
-alive = [p for p in tree if os.path.exists(f"/proc/{p}")]
-print(json.dumps({"processes": len(tree), "rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1),
-                  "pids": alive}))
-"""
-
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -148,6 +101,14 @@ def sh(*cmd: str, check: bool = True, timeout: float | None = None, **kw) -> sub
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} failed ({result.returncode}): {result.stderr[-1500:]}")
     return result
+
+
+def run_script(
+    container: str, script: str, *args: str, python: str = "python3"
+) -> subprocess.CompletedProcess:
+    """Run benchmarks/scripts/<script> in a container with its python, the source on stdin."""
+    source = (SCRIPTS / script).read_text()
+    return sh("podman", "exec", "-i", container, python, "-", *args, input=source)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -435,28 +396,6 @@ FLOOR_KINDS = {
     "controller": "ansible.builtin.assert:\n        that: true\n        quiet: true",
     "skipped": "ansible.builtin.stat:\n        path: /etc/hostname\n      when: false",
 }
-# CPU seconds of one `stat` module run on the host, and how much of it is Python compiling the
-# module_utils sources in the AnsiballZ zip (zipimport has no bytecode cache).
-MODULE_CPU = r"""
-import cProfile, contextlib, glob, io, json, pstats, resource, runpy, subprocess, sys
-f = sorted(glob.glob("/root/.ansible/tmp/ansible-tmp-*/AnsiballZ_stat.py"))[-1]
-runs = []
-for _ in range(3):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, f], stdout=subprocess.DEVNULL, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    runs.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-prof = cProfile.Profile()
-sys.argv = [f]
-with contextlib.redirect_stdout(io.StringIO()):
-    try:
-        prof.runcall(runpy.run_path, f, run_name="__main__")
-    except SystemExit:
-        pass
-st = pstats.Stats(prof).stats
-compile_s = sum(v[3] for k, v in st.items() if k[2] == "<built-in method builtins.compile>")
-print(json.dumps({"cpu_s": round(sorted(runs)[1], 3), "compile_s": round(compile_s, 3)}))
-"""
 
 
 def task_floor(lab: Lab, inv: Path, env: dict[str, str]) -> dict:
@@ -487,7 +426,7 @@ def task_floor(lab: Lab, inv: Path, env: dict[str, str]) -> dict:
     keep = {**env, "ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_PIPELINING": "false"}
     sh(str(ANSIBLE_PLAYBOOK), "-i", str(inv / "hosts.yml"), "-l", server, str(lab.tmp / "floor-module.yml"),
        cwd=REPO, env=keep)  # fmt: skip
-    probe = sh("podman", "exec", "-i", server, "python3", "-", input=MODULE_CPU).stdout
+    probe = run_script(server, "module_cpu.py").stdout
     out["module_on_host"] = json.loads(probe.strip().splitlines()[-1])
     sh("podman", "exec", server, "sh", "-c", "rm -rf /root/.ansible/tmp/ansible-tmp-*", check=False)
     log(f"  per task: {out['per_task_s']}; stat module on the host: {out['module_on_host']}")
@@ -592,8 +531,8 @@ def load_phase(
 
 
 def proctree(container: str, pid: int, action: str = "measure", pids: tuple[int, ...] = ()) -> dict:
-    cmd = ("podman", "exec", "-i", container, "python3", "-", str(pid), action, *map(str, pids))
-    return json.loads(sh(*cmd, input=PROCTREE).stdout)
+    """scripts/proctree.py in the container: the tree under pid (RSS, PSS, pids); see its docstring."""
+    return json.loads(run_script(container, "proctree.py", str(pid), action, *map(str, pids)).stdout)
 
 
 def stop_tree(container: str, pid: int, grace: float = 20) -> None:
@@ -638,19 +577,6 @@ def start_hand_server(container: str) -> int:
     raise RuntimeError("the hand-run server did not start")
 
 
-# CPU cost of one basic-auth password check (MLflow re-checks the password on every request;
-# werkzeug's default hash is scrypt), measured with the server's own venv.
-AUTH_COST = r"""
-import json, time
-from werkzeug.security import check_password_hash, generate_password_hash
-h = generate_password_hash("x" * 32)
-t = time.process_time()
-for _ in range(5):
-    check_password_hash(h, "x" * 32)
-print(json.dumps({"method": h.split("$")[0], "cpu_s": round((time.process_time() - t) / 5, 3)}))
-"""
-
-
 def setup_runs(api: Api, args: argparse.Namespace) -> list[str]:
     """An experiment and one run per client, then an untimed warm-up of every worker."""
     exp = api.post("experiments/create", {"name": f"bench-{int(time.time())}"})["experiment_id"]
@@ -682,9 +608,7 @@ def bench_tracking(lab: Lab, args: argparse.Namespace) -> dict:
     pids["hand-run"] = start_hand_server(server)
     out: dict = {"servers": {}, "phases": []}
     try:
-        auth = sh(
-            "podman", "exec", "-i", server, f"{MLFLOW_BIN.rsplit('/', 1)[0]}/python", "-", input=AUTH_COST
-        )
+        auth = run_script(server, "auth_cost.py", python=f"{MLFLOW_BIN.rsplit('/', 1)[0]}/python")
         out["auth_check"] = json.loads(auth.stdout)
         # Not fatal: a server that never gets healthy is measured all the same (as errors).
         out["hand_run_health_s"] = servers["hand-run"].wait_health()
