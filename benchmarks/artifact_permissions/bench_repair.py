@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -32,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -41,13 +44,16 @@ OWNER, GROUP = "nobody", "nogroup"
 
 
 def sh(*cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command, output captured as text; exit with its output if it fails."""
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        output = f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        sys.exit(f"{' '.join(cmd)} failed ({result.returncode}):\n{output}")
     return result
 
 
 def build(root: Path, experiments: int, runs: int, files: int) -> tuple[int, int]:
+    """An mlruns-shaped tree of one-byte files; the number of directories and of files."""
     dirs = 1
     count = 0
     root.mkdir()
@@ -66,12 +72,14 @@ def build(root: Path, experiments: int, runs: int, files: int) -> tuple[int, int
 
 
 def make_all_wrong(root: Path) -> None:
+    """Every entry root:root, directories 0700, files 0600."""
     sh("chown", "-R", "root:root", str(root))
     sh("find", str(root), "-type", "d", "-exec", "chmod", "0700", "{}", "+")
     sh("find", str(root), "-type", "f", "-exec", "chmod", "0600", "{}", "+")
 
 
 def make_one_percent_wrong(root: Path) -> int:
+    """One file per run directory (1% by default) with mode 0644; how many."""
     wrong = 0
     for run in sorted(p for e in root.iterdir() for p in e.iterdir()):
         os.chmod(run / "artifact-0.bin", 0o644)
@@ -80,6 +88,7 @@ def make_one_percent_wrong(root: Path) -> int:
 
 
 def ansible_env() -> dict:
+    """This environment, with Ansible's output as JSON and this Python as the module's interpreter."""
     env = dict(os.environ)
     # The result as JSON; this Python runs the module (no interpreter discovery).
     env.update(
@@ -92,57 +101,174 @@ def ansible_env() -> dict:
 
 
 def adhoc(*args: str) -> dict:
+    """An ad-hoc `ansible localhost` task; its result for localhost."""
     out = sh("ansible", "localhost", "-i", "localhost,", "-c", "local", *args, env=ansible_env()).stdout
     # raw_decode: ansible.cfg's timer callback prints a line after the JSON document.
     return json.JSONDecoder().raw_decode(out.lstrip())[0]["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
 def run_module(root: Path) -> tuple[float, dict]:
+    """The role's artifact_store_tree module on the tree through Ansible: wall time and result."""
     start = time.perf_counter()
     result = adhoc(
-        "-M", str(LIBRARY), "-m", "artifact_store_tree",
-        "-a", f"path={root} owner={OWNER} group={GROUP} dir_mode=2750 file_mode=0640",
+        "-M",
+        str(LIBRARY),
+        "-m",
+        "artifact_store_tree",
+        "-a",
+        f"path={root} owner={OWNER} group={GROUP} dir_mode=2750 file_mode=0640",
     )
     return time.perf_counter() - start, result
 
 
 def run_find(root: Path) -> tuple[float, bool]:
     """The command-based alternative: a read-only detection pass, then fixes of wrong entries."""
-    wrong = [
-        "(", "!", "-user", OWNER, "-o", "!", "-group", GROUP,
-        "-o", "-type", "d", "!", "-perm", "2750", "-o", "-type", "f", "!", "-perm", "0640", ")",
-    ]
+    # Entries with a wrong owner, group or mode (find's own syntax, one word per argument).
+    wrong = f"( ! -user {OWNER} -o ! -group {GROUP} -o -type d ! -perm 2750 -o -type f ! -perm 0640 )".split()
+    owners = f"( ! -user {OWNER} -o ! -group {GROUP} )".split()
     start = time.perf_counter()
     found = sh("find", str(root), "-not", "-type", "l", *wrong, "-print", "-quit").stdout.strip()
     if found:
-        sh("find", str(root), "-not", "-type", "l", "(", "!", "-user", OWNER, "-o", "!", "-group", GROUP, ")",
-           "-exec", "chown", "-h", f"{OWNER}:{GROUP}", "{}", "+")
+        chown = ("-exec", "chown", "-h", f"{OWNER}:{GROUP}", "{}", "+")
+        sh("find", str(root), "-not", "-type", "l", *owners, *chown)
         sh("find", str(root), "-type", "d", "!", "-perm", "2750", "-exec", "chmod", "2750", "{}", "+")
         sh("find", str(root), "-type", "f", "!", "-perm", "0640", "-exec", "chmod", "0640", "{}", "+")
     return time.perf_counter() - start, bool(found)
 
 
 def run_file_module(root: Path) -> tuple[float, bool]:
+    """ansible.builtin.file recurse=true on the tree (a timing reference): wall time and changed."""
     start = time.perf_counter()
     result = adhoc(
-        "-m", "ansible.builtin.file",
-        "-a", f"path={root} state=directory recurse=true owner={OWNER} group={GROUP} mode=u=rwX,g=rX,o=",
+        "-m",
+        "ansible.builtin.file",
+        "-a",
+        f"path={root} state=directory recurse=true owner={OWNER} group={GROUP} mode=u=rwX,g=rX,o=",
     )
     return time.perf_counter() - start, result.get("changed", False)
 
 
 def median(values: list[float]) -> float:
+    """Median, rounded to milliseconds."""
     return round(statistics.median(values), 3)
 
 
+def nothing() -> None:
+    """No preparation: the tree stays as the previous case left it."""
+
+
+class Case(NamedTuple):
+    """One measurement: a method on the tree in one state, repeat times, each after prepare()."""
+
+    method: str
+    state: str
+    prepare: Callable[[], object]
+    runner: Callable[[Path], tuple[float, object]]
+    changed: bool
+    repeat: int
+
+
+def cases(root: Path, args: argparse.Namespace) -> list[Case]:
+    """Every measurement, in the order they run (each state prepared from the previous one)."""
+    all_wrong = functools.partial(make_all_wrong, root)
+    one_percent = functools.partial(make_one_percent_wrong, root)
+    module, find = "artifact_store_tree module", "find -exec (detect + fix)"
+    out = [
+        Case(module, "all-wrong", all_wrong, run_module, True, args.repeat),
+        Case(module, "one-percent", one_percent, run_module, True, args.repeat),
+        Case(module, "all-right", nothing, run_module, False, args.repeat),
+        Case(find, "all-wrong", all_wrong, run_find, True, args.repeat),
+        Case(find, "one-percent", one_percent, run_find, True, args.repeat),
+        Case(find, "all-right", nothing, run_find, False, args.repeat),
+    ]
+    if not args.no_file_module:
+        # Minutes per pass: once is enough for a reference.
+        file_module = "ansible.builtin.file recurse"
+        out += [
+            Case(file_module, "all-wrong", all_wrong, run_file_module, True, 1),
+            Case(file_module, "all-right", nothing, run_file_module, False, 1),
+        ]
+    return out
+
+
+def run_case(root: Path, case: Case) -> dict:
+    """Time the case's runner on the tree; its row of medians (and the module's own counts)."""
+    name, state = case.method, case.state
+    walls, inner, result = [], [], {}
+    for _ in range(case.repeat):
+        case.prepare()
+        wall, result = case.runner(root)
+        if isinstance(result, dict):
+            changed = result["changed"]
+            inner.append(result["elapsed"])
+        else:
+            changed = result
+        assert changed == case.changed, (name, state, result)
+        walls.append(wall)
+    row = {"method": name, "state": state, "wall_s": median(walls), "runs": len(walls), "changed": changed}
+    if inner:
+        row["module_s"] = median(inner)
+        row["dirs_fixed"] = result["dirs_fixed"]
+        row["files_fixed"] = result["files_fixed"]
+        row["dirs_seen"] = result["dirs"]
+        row["files_seen"] = result["files"]
+    print(f"{name:28} {state:12} {row['wall_s']:8.2f} s", file=sys.stderr)
+    return row
+
+
+def measure(args: argparse.Namespace, base: Path) -> dict:
+    """Build the tree under base, time every method and state, then Ansible's start-up alone."""
+    root = base / "mlruns"
+    t0 = time.perf_counter()
+    dirs, files = build(root, args.experiments, args.runs, args.files)
+    build_s = round(time.perf_counter() - t0, 1)
+    print(f"built {files} files in {dirs} directories under {root} in {build_s} s", file=sys.stderr)
+    rows = [run_case(root, case) for case in cases(root, args)]
+    run_module(root)  # leave the tree right for the next no-op case
+    # Ansible's own start-up, for reading the module's wall times: the module on an empty root.
+    empty = base / "empty"
+    empty.mkdir()
+    sh("chown", f"{OWNER}:{GROUP}", str(empty))
+    empty.chmod(0o2750)
+    overhead = median([run_module(empty)[0] for _ in range(args.repeat)])
+    return {
+        "tree": {"directories": dirs, "files": files, "build_s": build_s},
+        "ansible_overhead_s": overhead,
+        "results": rows,
+    }
+
+
+def print_table(measured: dict, repeat: int) -> None:
+    """The results as a markdown table on stdout."""
+    tree, overhead = measured["tree"], measured["ansible_overhead_s"]
+    print(
+        f"Tree: {tree['files']:,} files in {tree['directories']:,} directories; Ansible start-up "
+        f"(module on an empty root): {overhead:.2f} s; median of {repeat} runs unless noted.\n"
+    )
+    print("| method | tree state | wall time (s) | in module (s) | fixed dirs / files | changed |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for row in measured["results"]:
+        fixed = f"{row['dirs_fixed']:,} / {row['files_fixed']:,}" if "dirs_fixed" in row else "-"
+        module_s = f"{row['module_s']:.2f}" if "module_s" in row else "-"
+        note = "" if row["runs"] > 1 else " (1 run)"
+        print(
+            f"| {row['method']}{note} | {row['state']} | {row['wall_s']:.2f} | {module_s} | {fixed} | "
+            f"{str(row['changed']).lower()} |"
+        )
+
+
 def main() -> int:
+    """Build the tree, measure, write the results JSON and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", default="/var/tmp", help="where the temporary tree is built")
-    parser.add_argument("--no-file-module", action="store_true", help="skip the ansible.builtin.file reference")
+    # S108: a default place for the temporary tree (made with mkdtemp under it), not a fixed file.
+    parser.add_argument("--dir", default="/var/tmp", help="where the temporary tree is built")  # noqa: S108
+    parser.add_argument(
+        "--no-file-module", action="store_true", help="skip the ansible.builtin.file reference"
+    )
     parser.add_argument("--output", default=str(HERE / "results.json"))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -151,72 +277,13 @@ def main() -> int:
     load_before = list(os.getloadavg())
     base = Path(tempfile.mkdtemp(prefix="artifact-bench-", dir=args.dir))
     base.chmod(0o755)  # a parent nobody can traverse: the module leaves it alone
-    root = base / "mlruns"
-    rows: list[dict] = []
     try:
-        t0 = time.perf_counter()
-        dirs, files = build(root, args.experiments, args.runs, args.files)
-        build_s = round(time.perf_counter() - t0, 1)
-        print(f"built {files} files in {dirs} directories under {root} in {build_s} s", file=sys.stderr)
-
-        def case(name: str, state: str, prepare, runner, expect_changed: bool) -> None:
-            walls, inner, result = [], [], {}
-            for _ in range(args.repeat):
-                prepare()
-                wall, result = runner(root)
-                if isinstance(result, dict):
-                    changed = result["changed"]
-                    inner.append(result["elapsed"])
-                else:
-                    changed = result
-                assert changed == expect_changed, (name, state, result)
-                walls.append(wall)
-            row = {"method": name, "state": state, "wall_s": median(walls), "runs": len(walls), "changed": changed}
-            if inner:
-                row["module_s"] = median(inner)
-                row["dirs_fixed"] = result["dirs_fixed"]
-                row["files_fixed"] = result["files_fixed"]
-                row["dirs_seen"] = result["dirs"]
-                row["files_seen"] = result["files"]
-            rows.append(row)
-            print(f"{name:28} {state:12} {row['wall_s']:8.2f} s", file=sys.stderr)
-
-        def all_wrong() -> None:
-            make_all_wrong(root)
-
-        def one_percent() -> None:
-            make_one_percent_wrong(root)
-
-        def nothing() -> None:
-            pass
-
-        def to_right() -> None:  # leave the tree right for the next no-op case
-            run_module(root)
-
-        case("artifact_store_tree module", "all-wrong", all_wrong, run_module, True)
-        case("artifact_store_tree module", "one-percent", one_percent, run_module, True)
-        case("artifact_store_tree module", "all-right", nothing, run_module, False)
-        case("find -exec (detect + fix)", "all-wrong", all_wrong, run_find, True)
-        case("find -exec (detect + fix)", "one-percent", one_percent, run_find, True)
-        case("find -exec (detect + fix)", "all-right", nothing, run_find, False)
-        if not args.no_file_module:
-            saved = args.repeat
-            args.repeat = 1  # minutes per pass: once is enough for a reference
-            case("ansible.builtin.file recurse", "all-wrong", all_wrong, run_file_module, True)
-            case("ansible.builtin.file recurse", "all-right", nothing, run_file_module, False)
-            args.repeat = saved
-        to_right()
-        # Ansible's own start-up, for reading the module's wall times: the module on an empty root.
-        empty = base / "empty"
-        empty.mkdir()
-        sh("chown", f"{OWNER}:{GROUP}", str(empty))
-        empty.chmod(0o2750)
-        overhead = median([run_module(empty)[0] for _ in range(args.repeat)])
+        measured = measure(args, base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
@@ -226,22 +293,10 @@ def main() -> int:
             "loadavg_before": load_before,
             "loadavg_after": list(os.getloadavg()),
         },
-        "tree": {"directories": dirs, "files": files, "build_s": build_s},
-        "ansible_overhead_s": overhead,
-        "results": rows,
+        **measured,
     }
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-
-    print(f"Tree: {files:,} files in {dirs:,} directories; Ansible start-up (module on an empty root): "
-          f"{overhead:.2f} s; median of {args.repeat} runs unless noted.\n")
-    print("| method | tree state | wall time (s) | in module (s) | fixed dirs / files | changed |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
-    for row in rows:
-        fixed = f"{row['dirs_fixed']:,} / {row['files_fixed']:,}" if "dirs_fixed" in row else "-"
-        module_s = f"{row['module_s']:.2f}" if "module_s" in row else "-"
-        note = "" if row["runs"] > 1 else " (1 run)"
-        print(f"| {row['method']}{note} | {row['state']} | {row['wall_s']:.2f} | {module_s} | {fixed} | "
-              f"{str(row['changed']).lower()} |")
+    print_table(measured, args.repeat)
     return 0
 
 
