@@ -56,6 +56,7 @@ def scenarios() -> list[str]:
 def unit_test_dirs() -> list[str]:
     dirs = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("roles/*/tests/unit"))
     dirs += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("roles/*/files/*/tests"))
+    dirs += ["benchmarks/tests"]
     return dirs
 
 
