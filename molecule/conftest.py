@@ -52,6 +52,7 @@ def run_playbook(
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     env = dict(os.environ)
     env.setdefault("ANSIBLE_ROLES_PATH", str(PROJECT_DIR / "roles"))
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(PROJECT_DIR / "collections"))
     env["ANSIBLE_CONFIG"] = str(ephemeral / "ansible.cfg")
     cmd = [
         "ansible-playbook",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parents[3] / "roles" / "doctor" / "library" / "mlflow_doctor.py"
+LIBRARY = Path(__file__).resolve().parents[3] / "plugins" / "modules" / "mlflow_doctor.py"
 _spec = importlib.util.spec_from_file_location("mlflow_doctor", LIBRARY)
 doctor = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(doctor)

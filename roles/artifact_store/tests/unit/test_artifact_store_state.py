@@ -81,18 +81,3 @@ def test_owner_without_a_name_is_its_number(tmp_path):
     assert res["files"][str(path)][1:3] == ["54321", "54321"]
     assert res["host_key_exists"] is True
 
-
-ACCOUNTS = Path(__file__).resolve().parents[2] / "library" / "artifact_store_accounts.py"
-
-
-def test_accounts_match_getent(tmp_path):
-    """artifact_store_accounts gives what ansible.builtin.getent's facts hold (passwd and group)."""
-    argfile = tmp_path / "args.json"
-    argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_check_mode": True}}))
-    res = json.loads(subprocess.run([sys.executable, str(ACCOUNTS), str(argfile)], capture_output=True,
-                                    text=True, check=True).stdout)
-    assert res["changed"] is False
-    for db in ("passwd", "group"):
-        lines = subprocess.run(["getent", db], capture_output=True, text=True, check=True).stdout.splitlines()
-        expected = {f[0]: ["x", *f[2:]] for f in (line.split(":") for line in lines)}
-        assert res[db] == expected

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parents[2] / "library" / "artifact_store_tree.py"
+LIBRARY = Path(__file__).resolve().parents[4] / "plugins" / "modules" / "artifact_store_tree.py"
 spec = importlib.util.spec_from_file_location("artifact_store_tree", LIBRARY)
 tree = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tree)

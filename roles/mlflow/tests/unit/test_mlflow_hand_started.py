@@ -14,7 +14,7 @@ import pytest
 
 from _load import load
 
-hand = load("library/mlflow_hand_started.py")
+hand = load("../../plugins/modules/mlflow_hand_started.py")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from _load import load
 
-mlflow_uri = load("filter_plugins/mlflow_uri.py")
+mlflow_uri = load("../../plugins/filter/mlflow_uri.py")
 
 check = mlflow_uri.mlflow_sftp_uri_check
 compose = mlflow_uri.mlflow_sftp_uri_compose
