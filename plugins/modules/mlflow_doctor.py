@@ -13,7 +13,7 @@ description:
     C(error)), a message and the fix.
   - Never changes anything (C(changed) is always false) and behaves the same in check mode.
   - Works on a hand-made host (an C(mlflow server) started from a shell) as well as on a host
-    provisioned by this toolkit (C(mlflow.service)): the configuration in use is read from the
+    provisioned by this toolkit (C(mlflow.service)); the configuration in use is read from the
     running process (its arguments, environment and working directory), else from the unit.
   - The only network actions are an HTTP C(GET /health) on the server's port and an SFTP login
     that runs C(pwd) (C(StrictHostKeyChecking=yes), C(UpdateHostKeys=no): nothing is written).
@@ -133,7 +133,7 @@ findings:
   returned: always
   sample: [{level: error, check: process_user, message: "...", fix: "..."}]
 lines:
-  description: The findings as C([LEVEL] check: message -> fix) lines.
+  description: "The findings as C([LEVEL] check: message -> fix) lines."
   type: list
   elements: str
   returned: always

@@ -9,8 +9,8 @@ module: mlflow_hand_started
 short_description: Find or stop MLflow servers started by hand (outside mlflow.service)
 description:
   - Scans C(/proc) for C(mlflow server) processes (C(mlflow server ...) or C(python -m mlflow server ...))
-    whose control group is not the role's unit: servers started from a shell with C(nohup) or C(setsid),
-    as in the team's notes. Their workers (gunicorn/uvicorn children) are not listed separately.
+    whose control group is not the role's unit (servers started from a shell with C(nohup) or C(setsid),
+    as in the team's notes). Their workers (gunicorn/uvicorn children) are not listed separately.
   - Reports each one's PID, user, command line, working directory, port and the SQLite file its
     C(--backend-store-uri) resolves to (a relative C(sqlite:///x.db) is relative to the working directory).
   - With I(state=absent) it stops them and their descendants (SIGTERM, then SIGKILL after I(timeout)).
@@ -71,134 +71,65 @@ import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_processes import (
+    descendants,
+    iter_processes,
+    parse_server_args,
+    process_cgroup,
+    process_cwd,
+    process_env,
+    process_uid,
+    server_args,
+    sqlite_path,
+    status_field,
+)
 
 
-def _read(path: str, limit: int = 1 << 16) -> bytes | None:
+def _is_main_server(procs: dict[int, list[str]], pid: int) -> bool:
+    """Whether PID runs `mlflow server` itself, not as a child of another `mlflow server` (a re-exec)."""
+    if server_args(procs[pid]) is None:
+        return False
+    ppid = status_field(pid, "PPid")
+    return not (ppid.isdigit() and server_args(procs.get(int(ppid), [])) is not None)
+
+
+def _describe(pid: int, argv: list[str]) -> dict:
+    """What the module reports of the server PID: user, command line, cwd, port and database."""
+    cwd = process_cwd(pid)
+    uid = process_uid(pid)
     try:
-        with open(path, "rb") as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
-
-
-def _processes() -> dict[int, list[str]]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        raw = _read(f"/proc/{entry}/cmdline")
-        if raw:
-            found[int(entry)] = [p.decode("utf-8", "replace") for p in raw.rstrip(b"\x00").split(b"\x00")]
-    return found
-
-
-def _status(pid: int, field: str) -> str:
-    text = (_read(f"/proc/{pid}/status") or b"").decode("utf-8", "replace")
-    match = re.search(rf"^{field}:\s+(\S+)", text, re.M)
-    return match.group(1) if match else ""
-
-
-def _server_args(argv: list[str]) -> list[str] | None:
-    """Arguments after `mlflow server`, or None when ARGV is no MLflow server's main process."""
-    for i, token in enumerate(argv[:-1]):
-        # The mlflow script itself, the script run by an interpreter, or `python -m mlflow`.
-        is_cli = (
-            (i == 0 and os.path.basename(token) == "mlflow")
-            or (i == 1 and os.path.basename(token) == "mlflow" and os.path.basename(argv[0]).startswith("python"))
-            or (token == "mlflow" and i > 0 and argv[i - 1] == "-m")
-        )
-        if is_cli and argv[i + 1] == "server":
-            return argv[i + 2:]
-    return None
-
-
-def _option(args: list[str], names: tuple[str, ...]) -> str | None:
-    for i, token in enumerate(args):
-        for name in names:
-            if token == name and i + 1 < len(args):
-                return args[i + 1]
-            if name.startswith("--") and token.startswith(name + "="):
-                return token.split("=", 1)[1]
-    return None
-
-
-def _environ(pid: int, key: str) -> str | None:
-    for item in (_read(f"/proc/{pid}/environ", 1 << 20) or b"").split(b"\x00"):
-        name, sep, value = item.partition(b"=")
-        if sep and name.decode("utf-8", "replace") == key:
-            return value.decode("utf-8", "replace")
-    return None
-
-
-def _sqlite_path(uri: str, cwd: str | None) -> str | None:
-    """The file a sqlite:// URI opens: sqlite:///rel (three slashes) is relative, ////abs absolute."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    rest = uri[len("sqlite:///"):].split("?", 1)[0]
-    if not rest or rest == ":memory:":
-        return None
-    if rest.startswith("/"):
-        return os.path.normpath(rest)
-    return os.path.normpath(os.path.join(cwd or "/", rest))
-
-
-def _descendants(roots: list[int]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid in _processes():
-        ppid = _status(pid, "PPid")
-        if ppid.isdigit():
-            children.setdefault(int(ppid), []).append(pid)
-    out, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid in out:
-            continue
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
+        user = pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        user = str(uid)
+    conf = parse_server_args(server_args(argv) or [])
+    env = process_env(pid, {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_PORT"})
+    backend = conf.get("backend") or env.get("MLFLOW_BACKEND_STORE_URI") or "sqlite:///mlflow.db"
+    port = conf.get("port") or env.get("MLFLOW_PORT") or "5000"
+    return {
+        "pid": pid,
+        "user": user,
+        "cmdline": shlex.join(argv),
+        "cwd": cwd,
+        "port": int(port) if port.isdigit() else port,
+        # Credentials in a database URI are not reported.
+        "backend_store_uri": re.sub(r"//[^/@]*@", "//***@", backend),
+        "sqlite_path": sqlite_path(backend, cwd),
+    }
 
 
 def find_servers(unit: str) -> list[dict]:
-    procs = _processes()
-    servers = []
-    for pid, argv in sorted(procs.items()):
-        args = _server_args(argv)
-        if args is None:
-            continue
-        # A child that is itself `mlflow server` (a wrapper re-exec) belongs to its parent.
-        ppid = _status(pid, "PPid")
-        if ppid.isdigit() and _server_args(procs.get(int(ppid), [])) is not None:
-            continue
-        cgroup = (_read(f"/proc/{pid}/cgroup") or b"").decode("utf-8", "replace")
-        if f"/{unit}" in cgroup:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = None
-        uid = _status(pid, "Uid")
-        try:
-            user = pwd.getpwuid(int(uid)).pw_name
-        except (KeyError, ValueError):
-            user = uid
-        backend = (_option(args, ("--backend-store-uri",)) or _environ(pid, "MLFLOW_BACKEND_STORE_URI")
-                   or "sqlite:///mlflow.db")
-        port = _option(args, ("--port", "-p")) or _environ(pid, "MLFLOW_PORT") or "5000"
-        servers.append({
-            "pid": pid,
-            "user": user,
-            "cmdline": shlex.join(argv),
-            "cwd": cwd,
-            "port": int(port) if port.isdigit() else port,
-            # Credentials in a database URI are not reported.
-            "backend_store_uri": re.sub(r"//[^/@]*@", "//***@", backend),
-            "sqlite_path": _sqlite_path(backend, cwd),
-        })
-    return servers
+    """The `mlflow server` processes that run outside UNIT's control group (started by hand)."""
+    procs = dict(iter_processes())
+    return [
+        _describe(pid, argv)
+        for pid, argv in sorted(procs.items())
+        if _is_main_server(procs, pid) and f"/{unit}" not in process_cgroup(pid)
+    ]
 
 
 def stop(pids: list[int], timeout: int) -> list[int]:
-    targets = _descendants(pids)
+    """SIGTERM PIDS and their descendants, SIGKILL what is left after TIMEOUT seconds; the PIDs signalled."""
+    targets = descendants(pids)
     for pid in targets:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -206,12 +137,12 @@ def stop(pids: list[int], timeout: int) -> list[int]:
             pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in targets if os.path.exists(f"/proc/{p}") and _status(p, "State") not in ("Z", "")]
+        alive = [p for p in targets if os.path.exists(f"/proc/{p}") and status_field(p, "State") not in ("Z", "")]
         if not alive:
             break
         time.sleep(0.5)
     for pid in targets:
-        if os.path.exists(f"/proc/{pid}") and _status(pid, "State") not in ("Z", ""):
+        if os.path.exists(f"/proc/{pid}") and status_field(pid, "State") not in ("Z", ""):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -220,6 +151,7 @@ def stop(pids: list[int], timeout: int) -> list[int]:
 
 
 def main() -> None:
+    """Run the module: report (state=present) or stop (state=absent) the hand-started servers."""
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},

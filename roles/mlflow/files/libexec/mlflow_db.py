@@ -21,22 +21,22 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
+# The collection's plugins/module_utils/alembic_revisions.py: the role installs it beside this
+# script (MLFLOW_VENV/libexec), the directory Python puts first on sys.path for a script.
+from alembic_revisions import revisions
+
 
 def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the SQLite database PATH (read-only on request) that waits up to 30 s for locks."""
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn
-
-
-_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([0-9A-Za-z_]+)['\"]", re.MULTILINE)
-_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.*)$", re.MULTILINE)
 
 
 def _migrations_dir() -> Path:
@@ -50,23 +50,14 @@ def _migrations_dir() -> Path:
 def _head_revisions(versions: Path | None = None) -> tuple[set[str], set[str]]:
     """The head revision(s) of the installed MLflow's migrations and every known revision.
 
-    Read from the revision files' `revision = "..."` / `down_revision = ...` lines, as alembic
-    does, but without executing them: a head is a revision that no other revision follows.
+    Read by the collection's alembic_revisions.py (copied beside this script), without executing
+    the migration scripts; no revision at all is an error.
     """
-    known: set[str] = set()
-    parents: set[str] = set()
-    for script in sorted((versions or _migrations_dir()).glob("*.py")):
-        text = script.read_text(encoding="utf-8")
-        revision = _REVISION.search(text)
-        if revision is None:
-            continue
-        known.add(revision.group(1))
-        down = _DOWN_REVISION.search(text)
-        if down:
-            parents.update(re.findall(r"['\"]([0-9A-Za-z_]+)['\"]", down.group(1)))
+    directory = versions or _migrations_dir()
+    heads, known = revisions(directory)
     if not known:
-        raise SystemExit(f"no alembic revisions found in {versions or _migrations_dir()}")
-    return known - parents, known
+        raise SystemExit(f"no alembic revisions found in {directory}")
+    return heads, known
 
 
 def cmd_status(args: argparse.Namespace) -> dict:

@@ -1,4 +1,5 @@
-"""Unit tests for roles/mlflow/library/mlflow_hand_started.py (hand-started server detection).
+"""Unit tests for plugins/modules/mlflow_hand_started.py and the /proc reading it shares with the
+doctor (plugins/module_utils/mlflow_processes.py): hand-started server detection.
 
 The command lines and database URIs are the user's notes' (shared/seed/mlflow-tracking-notes.md).
 Run: pytest roles/mlflow/tests/unit
@@ -12,9 +13,8 @@ import time
 
 import pytest
 
-from _load import load
-
-hand = load("../../plugins/modules/mlflow_hand_started.py")
+from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_processes as procs
+from ansible_collections.mlops.mlflow.plugins.modules import mlflow_hand_started as hand
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ hand = load("../../plugins/modules/mlflow_hand_started.py")
     ],
 )
 def test_server_args(argv, args):
-    assert hand._server_args(argv) == args
+    assert procs.server_args(argv) == args
 
 
 @pytest.mark.parametrize(
@@ -45,14 +45,14 @@ def test_server_args(argv, args):
     ],
 )
 def test_sqlite_path(uri, cwd, path):
-    assert hand._sqlite_path(uri, cwd) == path
+    assert procs.sqlite_path(uri, cwd) == path
 
 
 def test_options():
-    args = ["-h", "0.0.0.0", "--port=5001", "--backend-store-uri", "sqlite:///mlflow.db"]
-    assert hand._option(args, ("--port", "-p")) == "5001"
-    assert hand._option(args, ("--backend-store-uri",)) == "sqlite:///mlflow.db"
-    assert hand._option(args, ("--workers",)) is None
+    args = ["-h", "0.0.0.0", "--port=5001", "--backend-store-uri", "sqlite:///mlflow.db", "--serve-artifacts"]
+    conf = procs.parse_server_args(args)
+    assert conf == {"host": "0.0.0.0", "port": "5001", "backend": "sqlite:///mlflow.db", "serve": True}
+    assert "workers" not in conf
 
 
 def test_find_and_stop_a_fake_server(tmp_path):

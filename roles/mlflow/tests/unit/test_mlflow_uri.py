@@ -1,4 +1,4 @@
-"""Unit tests for roles/mlflow/filter_plugins/mlflow_uri.py (the sftp:// artifact URI filter).
+"""Unit tests for plugins/filter/mlflow_uri.py (the sftp:// artifact URI filter, module_utils/sftp_uri.py).
 
 Every URI form from the user's notes (shared/seed/mlflow-tracking-notes.md) is here: the broken
 ones must be refused with the corrected URI, the good one must pass unchanged.
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from _load import load
-
-mlflow_uri = load("../../plugins/filter/mlflow_uri.py")
+from ansible_collections.mlops.mlflow.plugins.filter import mlflow_uri
 
 check = mlflow_uri.mlflow_sftp_uri_check
 compose = mlflow_uri.mlflow_sftp_uri_compose

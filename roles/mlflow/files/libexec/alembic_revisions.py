@@ -1,0 +1,1 @@
+../../../../plugins/module_utils/alembic_revisions.py
