@@ -16,18 +16,22 @@ def _split_netloc(slashes: str, rest: str, problems: list) -> tuple[str, str, bo
     if len(slashes) >= 3:
         authority, path = sftp_uri.split_authority(rest, brackets=False)
         if "@" in authority or ":" in authority:
-            problems.append((
-                "error",
-                f"three slashes after 'sftp:' make the host part empty, so '{authority}' became the first "
-                "directory of the path: MLflow connects to localhost as the server's own user and writes "
-                f"below '/{rest}'",
-            ))
+            problems.append(
+                (
+                    "error",
+                    "three slashes after 'sftp:' make the host part empty, so "
+                    f"'{authority}' became the first directory of the path: MLflow connects to localhost as "
+                    f"the server's own user and writes below '/{rest}'",
+                )
+            )
             return authority, path or "/", True
-        problems.append((
-            "error",
-            "three slashes after 'sftp:' leave out user and host: MLflow connects to localhost as the "
-            "server's own user",
-        ))
+        problems.append(
+            (
+                "error",
+                "three slashes after 'sftp:' leave out user and host: MLflow connects to localhost as the "
+                "server's own user",
+            )
+        )
         return "", "/" + rest, True
     authority, path = sftp_uri.split_authority(rest, brackets=False)
     if len(slashes) != 2:
@@ -53,10 +57,13 @@ def _port_of(host: str, port_text: str | None, problems: list) -> tuple[int | No
         if scp_path is not None:
             problems.append(("error", f"a second ':' after the port ({port_text}): scp-style path"))
             return int(digits), scp_path
-    problems.append((
-        "error",
-        f"'{host}:{port_text}' is scp style: the part after ':' must be a port number and the path must start with '/'",
-    ))
+    problems.append(
+        (
+            "error",
+            f"'{host}:{port_text}' is scp style: the part after ':' must be a port number and the path "
+            "must start with '/'",
+        )
+    )
     return None, port_text
 
 
@@ -90,8 +97,15 @@ def split_sftp_uri(uri, fallback_user):
     corrected (the URI to use instead, or None), password (whether one is written in it).
     FALLBACK_USER is the local user MLflow runs as (the login when the URI names none).
     """
-    result = {"problems": [], "user": None, "host": None, "port": None, "path": "", "corrected": None,
-              "password": False}
+    result = {
+        "problems": [],
+        "user": None,
+        "host": None,
+        "port": None,
+        "path": "",
+        "corrected": None,
+        "password": False,
+    }
     problems = result["problems"]
     split = sftp_uri.split_scheme(uri.strip())
     if split is None:
@@ -121,5 +135,7 @@ def split_sftp_uri(uri, fallback_user):
     fixed_path = _fixed_path(path, home_guess, problems)
     result.update(user=user, host=host or None, port=port, path=fixed_path)
     if host:
-        result["corrected"] = f"sftp://{user or fallback_user}@{sftp_uri.format_host(host)}:{port or 22}{fixed_path}"
+        result["corrected"] = (
+            f"sftp://{user or fallback_user}@{sftp_uri.format_host(host)}:{port or 22}{fixed_path}"
+        )
     return result

@@ -95,17 +95,21 @@ def process_cgroup(pid: int) -> str:
 
 
 def server_args_index(argv: list[str]) -> int | None:
-    """Index of the first argument after `mlflow server` in ARGV, or None when ARGV is no server's main process.
+    """Index of the first argument after `mlflow server` in ARGV; None when ARGV is no server's main process.
 
     The mlflow script itself (``.../mlflow server``), the script run by an interpreter
     (``python3 .../mlflow server``, what a shebang gives) or ``python -m mlflow server``; a
     wrapper that only names it (``sudo ... mlflow server``, ``python train.py mlflow server``) is not.
     """
-    for i, token in enumerate(argv[:-1]):
+    for i, arg in enumerate(argv[:-1]):
         is_cli = (
-            (i == 0 and os.path.basename(token) == "mlflow")
-            or (i == 1 and os.path.basename(token) == "mlflow" and os.path.basename(argv[0]).startswith("python"))
-            or (token == "mlflow" and i > 0 and argv[i - 1] == "-m")
+            (i == 0 and os.path.basename(arg) == "mlflow")
+            or (
+                i == 1
+                and os.path.basename(arg) == "mlflow"
+                and os.path.basename(argv[0]).startswith("python")
+            )
+            or (arg == "mlflow" and i > 0 and argv[i - 1] == "-m")
         )
         if is_cli and argv[i + 1] == "server":
             return i + 2

@@ -174,7 +174,9 @@ def _split(uri: str) -> dict[str, Any]:
         user, password, hostport = split_userinfo(authority)
         if password:
             parts["password"] = True
-            problems.append("a password in the URI is not allowed (the server authenticates with its SSH key)")
+            problems.append(
+                "a password in the URI is not allowed (the server authenticates with its SSH key)"
+            )
         parts["user"] = user or None
     else:
         hostport = authority
@@ -263,7 +265,9 @@ def _check_user_host_port(parts: dict[str, Any], default_user: str, default_port
     return user, host, port, problems
 
 
-def check(value: Any, default_user: str = "mlops", default_port: Any = 22, home: str | None = None) -> dict[str, Any]:
+def check(
+    value: Any, default_user: str = "mlops", default_port: Any = 22, home: str | None = None
+) -> dict[str, Any]:
     """Validate an sftp:// artifact URI (string) or its inventory parts (dict ``{host, port, path, user}``).
 
     Returns ``{ok, uri, error, suggestion, problems, user, host, port, path}``: ``uri`` is the

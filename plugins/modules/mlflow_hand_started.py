@@ -137,7 +137,9 @@ def stop(pids: list[int], timeout: int) -> list[int]:
             pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in targets if os.path.exists(f"/proc/{p}") and status_field(p, "State") not in ("Z", "")]
+        alive = [
+            p for p in targets if os.path.exists(f"/proc/{p}") and status_field(p, "State") not in ("Z", "")
+        ]
         if not alive:
             break
         time.sleep(0.5)
@@ -169,7 +171,9 @@ def main() -> None:
             stopped = stop([s["pid"] for s in servers], module.params["timeout"])
             left = find_servers(module.params["unit"])
             if left:
-                module.fail_json(msg=f"could not stop {[s['pid'] for s in left]}", servers=servers, stopped=stopped)
+                module.fail_json(
+                    msg=f"could not stop {[s['pid'] for s in left]}", servers=servers, stopped=stopped
+                )
     module.exit_json(changed=changed, servers=servers, stopped=stopped)
 
 

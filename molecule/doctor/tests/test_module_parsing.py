@@ -1,23 +1,24 @@
-"""The doctor module's parsers, on the controller: sftp:// URI forms and SSH key files."""
+"""The doctor's parsers (plugins/module_utils/doctor_*.py), on the controller: sftp:// URI forms and SSH key files."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-from pathlib import Path
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parents[3] / "plugins" / "modules" / "mlflow_doctor.py"
-_spec = importlib.util.spec_from_file_location("mlflow_doctor", LIBRARY)
-doctor = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(doctor)
+from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_database import alembic_heads
+from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_server import ServerDoctor
+from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_ssh_keys import (
+    private_key_info,
+    ssh_config_lookup,
+)
+from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_uri import split_sftp_uri
 
 GOOD = "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns"
 
 
 def problems(uri, user="root"):
-    parsed = doctor.split_sftp_uri(uri, user)
+    parsed = split_sftp_uri(uri, user)
     return parsed, " | ".join(f"{lvl}: {text}" for lvl, text in parsed["problems"])
 
 
@@ -25,7 +26,11 @@ def test_good_form_has_no_problem():
     parsed, text = problems(GOOD)
     assert text == ""
     assert (parsed["user"], parsed["host"], parsed["port"], parsed["path"]) == (
-        "mlops", "192.168.1.70", 22, "/home/mlops/mlflow/mlruns")
+        "mlops",
+        "192.168.1.70",
+        22,
+        "/home/mlops/mlflow/mlruns",
+    )
     assert parsed["corrected"] == GOOD
 
 
@@ -34,12 +39,17 @@ def test_good_form_has_no_problem():
     [
         # the user's notes
         ("sftp:///mlops@192.168.1.70/home/mlops/mlflow/mlruns", ["error: three slashes", "warn: no port"]),
-        ("sftp:///mlops@192.168.1.70:/home/mlops/mlflow/mlruns", ["error: three slashes", "error: empty port"]),
+        (
+            "sftp:///mlops@192.168.1.70:/home/mlops/mlflow/mlruns",
+            ["error: three slashes", "error: empty port"],
+        ),
         ("sftp://mlops@192.168.1.70:/home/mlops/mlflow/mlruns", ["error: empty port"]),
         ("sftp://mlops@192.168.1.70/home/mlops/mlflow/mlruns", ["warn: no port"]),
         ("sftp://mlops@192.168.1.70:22/~/mlflow/mlruns", ["error: '~' is not expanded"]),
-        ("sftp://mlops@192.168.1.70:mlflow/mlruns", ["error: '192.168.1.70:mlflow' is scp style",
-                                                     "error: relative path"]),
+        (
+            "sftp://mlops@192.168.1.70:mlflow/mlruns",
+            ["error: '192.168.1.70:mlflow' is scp style", "error: relative path"],
+        ),
         ("sftp://mlops@192.168.1.70:22/home/mlops/../mlops/mlflow/mlruns", ["error: '.' or '..'"]),
     ],
 )
@@ -77,10 +87,10 @@ def test_three_slashes_without_user_or_host():
 def test_private_key_info(tmp_path, args, kind, bits, encrypted):
     key = tmp_path / "id_test"
     subprocess.run(["ssh-keygen", "-q", *args, "-f", str(key)], check=True)
-    info = doctor.private_key_info(str(key))
+    info = private_key_info(str(key))
     assert (info["type"], info["bits"], info["encrypted"]) == (kind, bits, encrypted)
     assert info["public"] == key.with_suffix(".pub").read_text().split()[1]
-    assert doctor.private_key_info(str(key) + ".pub") is None
+    assert private_key_info(str(key) + ".pub") is None
 
 
 def test_ssh_config_lookup(tmp_path):
@@ -98,11 +108,11 @@ def test_ssh_config_lookup(tmp_path):
         "    IdentityFile ~/.ssh/id_rsa\n"
         "    Port 22\n"
     )
-    found = doctor.ssh_config_lookup(str(cfg), "192.168.1.70")
+    found = ssh_config_lookup(str(cfg), "192.168.1.70")
     assert found["_entries"] == ["192.168.1.70"]
     assert found["port"] == "2222" and found["user"] == "mlops"
     assert found["identityfile"] == ["/home/mlops/.ssh/id_mlflow_sftp", "~/.ssh/id_rsa"]
-    other = doctor.ssh_config_lookup(str(cfg), "10.0.0.1")
+    other = ssh_config_lookup(str(cfg), "10.0.0.1")
     assert other["_entries"] == [] and other["identityfile"] == ["~/.ssh/id_rsa"]
 
 
@@ -110,7 +120,7 @@ def test_alembic_heads(tmp_path):
     (tmp_path / "a.py").write_text('revision = "aaa"\ndown_revision = None\n')
     (tmp_path / "b.py").write_text("revision = 'bbb'\ndown_revision = 'aaa'\n")
     (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = ("bbb", "aaa")\n')
-    assert doctor.alembic_heads(str(tmp_path)) == {"ccc"}
+    assert alembic_heads(str(tmp_path)) == {"ccc"}
 
 
 class _Module:
@@ -118,13 +128,19 @@ class _Module:
 
     def __init__(self, **params):
         self.params = {
-            "account": "root", "unit": "mlflow.service", "backup_dir": "", "backup_max_age_days": 2,
-            "backup_timer": "", "min_free_percent": 0, "min_free_gib": 0, **params,
+            "account": "root",
+            "unit": "mlflow.service",
+            "backup_dir": "",
+            "backup_max_age_days": 2,
+            "backup_timer": "",
+            "min_free_percent": 0,
+            "min_free_gib": 0,
+            **params,
         }
 
 
 def _database_findings(tmp_path, uri, cwd):
-    server = doctor.ServerDoctor(_Module())
+    server = ServerDoctor(_Module())
     server.conf = {"backend": uri}
     server.cwd = str(cwd)
     server.proc_user = "root"

@@ -14,8 +14,11 @@ def test_accounts_match_getent(tmp_path):
     """artifact_store_accounts gives what ansible.builtin.getent's facts hold (passwd and group)."""
     argfile = tmp_path / "args.json"
     argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_check_mode": True}}))
-    res = json.loads(subprocess.run([sys.executable, str(ACCOUNTS), str(argfile)], capture_output=True,
-                                    text=True, check=True).stdout)
+    res = json.loads(
+        subprocess.run(
+            [sys.executable, str(ACCOUNTS), str(argfile)], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert res["changed"] is False
     for db in ("passwd", "group"):
         lines = subprocess.run(["getent", db], capture_output=True, text=True, check=True).stdout.splitlines()

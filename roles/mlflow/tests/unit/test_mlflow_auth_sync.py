@@ -27,7 +27,10 @@ def run(db: Path, password: str) -> dict:
     env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_DISABLE_TELEMETRY": "true"}
     out = subprocess.run(
         [sys.executable, sync.__file__, "--db-uri", f"sqlite:///{db}", "--user", "admin"],
-        check=True, capture_output=True, text=True, env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert password not in out.stdout + out.stderr
     return json.loads(out.stdout)
@@ -44,7 +47,12 @@ def authenticates(db: Path, password: str) -> bool:
 def test_create_rerun_change_and_admin_flag(tmp_path: Path) -> None:
     db = tmp_path / "basic_auth.db"
     first, second = "first-password-123", "second-password-456"
-    assert run(db, first) == {"changed": True, "created": True, "password_updated": False, "admin_flag_set": False}
+    assert run(db, first) == {
+        "changed": True,
+        "created": True,
+        "password_updated": False,
+        "admin_flag_set": False,
+    }
     assert authenticates(db, first)
     # The re-run is answered by the fast path, unchanged.
     assert sync.already_in_line(f"sqlite:///{db}", "admin", first)

@@ -50,8 +50,9 @@ def test_no_revisions_is_an_error(tmp_path: Path) -> None:
 
 def _status(path: Path) -> dict:
     script = Path(db.__file__)
-    out = subprocess.run([sys.executable, str(script), "status", "--db", str(path)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(script), "status", "--db", str(path)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -64,8 +65,9 @@ def test_status_of_a_new_and_a_migrated_database(tmp_path: Path) -> None:
     assert new["due"] is True
     assert new["migration"] is False
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    subprocess.run([str(mlflow_cli), "db", "upgrade", f"sqlite:///{path}"],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [str(mlflow_cli), "db", "upgrade", f"sqlite:///{path}"], check=True, capture_output=True, env=env
+    )
     done = _status(path)
     assert done["revision"] == done["head"]
     assert done["due"] is False
