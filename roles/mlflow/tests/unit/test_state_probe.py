@@ -53,7 +53,7 @@ def fakes(tmp_path: Path) -> Path:
         "  sqlite3) printf 'ii \\n' ;;\n"
         "  python3-venv) printf 'rc \\n' ;;\n"
         "  multi) printf 'ii \\nrc \\n' ;;\n"
-        '  *) echo "dpkg-query: no packages found matching $4" >&2; exit 1 ;;\n'
+        "  *) echo \"dpkg-query: no packages found matching $4\" >&2; exit 1 ;;\n"
         "esac\n",
     )
     # systemctl show --property=... UNIT
