@@ -26,7 +26,7 @@ venv: $(VENV)/.installed ## Create .venv with the pinned toolchain
 hostprep: ## Install Podman and its network stack, build the suite's test images, configure Podman if needed
 	$(HOSTPREP) $(foreach d,$(TEST_DISTROS),--distro $(d))
 
-lint: venv ## yamllint + ansible-lint (production profile)
+lint: venv ## yamllint + ansible-lint (production profile) + ruff check and ruff format --check
 	SUITE_STEPS=lint $(PY) molecule/_harness/suite.py
 
 unit: venv ## Python unit tests (URI filter, SFTP plugin against a real sshd)

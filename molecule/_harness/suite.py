@@ -54,9 +54,13 @@ def scenarios() -> list[str]:
 
 
 def unit_test_dirs() -> list[str]:
+    """The pytest directories `make unit` runs: each role's unit tests, the packaged plugin's tests,
+    the benchmark report's, and tests/* (the collection built, installed outside the checkout and
+    used by FQCN)."""
     dirs = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("roles/*/tests/unit"))
     dirs += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("roles/*/files/*/tests"))
     dirs += ["benchmarks/tests"]
+    dirs += sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("tests/*") if p.is_dir())
     return dirs
 
 
@@ -66,6 +70,9 @@ def steps() -> list[tuple[str, list[str], dict[str, str]]]:
     if "lint" in wanted:
         out.append(("yamllint", ["yamllint", "--strict", "."], {}))
         out.append(("ansible-lint", ["ansible-lint"], {}))
+        # Every Python file of the repository (settings in pyproject.toml).
+        out.append(("ruff-check", ["ruff", "check", "."], {}))
+        out.append(("ruff-format", ["ruff", "format", "--check", "."], {}))
     if "unit" in wanted:
         dirs = unit_test_dirs()
         if dirs:
