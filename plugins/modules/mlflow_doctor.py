@@ -15,7 +15,7 @@ description:
     provisioned by this toolkit (C(mlflow.service)); the configuration in use is read from the
     running process (its arguments, environment and working directory), else from the unit.
   - The only network actions are an HTTP C(GET /health) on the server's port and an SFTP login
-    that runs C(pwd) (C(StrictHostKeyChecking=yes), C(UpdateHostKeys=no): nothing is written).
+    that runs C(pwd) (C(StrictHostKeyChecking=yes), C(UpdateHostKeys=no); nothing is written).
 options:
   role:
     description: C(server) inspects the tracking server, C(artifact) the SFTP artifact host.
@@ -190,7 +190,7 @@ def main():
     doctor = ServerDoctor(module) if module.params["role"] == "server" else ArtifactDoctor(module)
     try:
         report, discovered = doctor.run()
-    except Exception as exc:  # noqa: BLE001 - a diagnosis must report, not crash
+    except Exception as exc:
         report, discovered = doctor.r, getattr(doctor, "discovered", {})
         report.error(
             "doctor",
