@@ -35,9 +35,7 @@ def podman_host() -> Callable[[str], testinfra.host.Host]:
 
 def container_ip(name: str) -> str:
     """The first IP address Podman gave the container NAME."""
-    out = subprocess.run(
-        ["podman", "inspect", name], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["podman", "inspect", name], check=True, capture_output=True, text=True).stdout
     networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
     return next(iter(networks.values()))["IPAddress"]
 

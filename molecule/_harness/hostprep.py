@@ -81,7 +81,7 @@ DNS_SETTINGS = {
 # Containers this project makes (test hosts, sandbox, benchmarks, hostprep's own checks).
 OWN_IMAGE_PREFIX = IMAGE_REPO + ":"
 DNS_NETWORK = "hostprep-dns"
-FIX_HINT = "see README.md, \"What `make` installs and changes on this machine\""
+FIX_HINT = 'see README.md, "What `make` installs and changes on this machine"'
 # Each container gets its own SSH host keys at first boot (the image ships none, so
 # hosts made from one image can still be told apart by known_hosts).
 HOSTKEY_UNIT = """\
@@ -165,7 +165,10 @@ def podman_json(*args: str) -> object:
 def network_backend() -> str:
     """The network backend Podman uses now ("netavark" or "cni"), "" when it cannot say."""
     out = subprocess.run(
-        ["podman", "info", "--format", "{{.Host.NetworkBackend}}"], check=False, capture_output=True, text=True
+        ["podman", "info", "--format", "{{.Host.NetworkBackend}}"],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip() if out.returncode == 0 else ""
 
@@ -186,20 +189,27 @@ def check_host() -> None:
         stop("root (rootful Podman, apt)", "run `make` as root, e.g. `sudo make sandbox`")
     missing = missing_packages()
     if missing and shutil.which("apt-get") is None:
-        stop(f"{' '.join(missing)} (and no apt-get to install them)", f"install them with your package manager; {FIX_HINT}")
+        stop(
+            f"{' '.join(missing)} (and no apt-get to install them)",
+            f"install them with your package manager; {FIX_HINT}",
+        )
     if not have("podman"):
-        log("podman not installed yet: it will be installed with netavark and aardvark-dns (container name resolution)")
+        log(
+            "podman not installed yet: it will be installed with netavark and aardvark-dns (container name "
+            "resolution)"
+        )
         return
     backend = network_backend()
     if backend == "cni" and not Path("/usr/lib/cni/dnsname").exists():
         others = foreign_containers()
         if others:
             stop(
-                "container name resolution: Podman uses the CNI network backend without a DNS plugin, and this "
-                f"machine has containers of its own on it ({', '.join(others[:5])})",
-                "either install golang-github-containernetworking-plugin-dnsname (keeps CNI), or move to netavark: "
-                "`apt-get install netavark aardvark-dns`, remove or recreate those containers' networks, and set "
-                '`network_backend = "netavark"` under [network] in /etc/containers/containers.conf; ' + FIX_HINT,
+                "container name resolution: Podman uses the CNI network backend without a DNS plugin, and "
+                f"this machine has containers of its own on it ({', '.join(others[:5])})",
+                "either install golang-github-containernetworking-plugin-dnsname (keeps CNI), or move to "
+                "netavark: `apt-get install netavark aardvark-dns`, remove or recreate those containers' "
+                'networks, and set `network_backend = "netavark"` under [network] in '
+                "/etc/containers/containers.conf; " + FIX_HINT,
             )
         log("Podman uses CNI without a DNS plugin: the podman step moves it to netavark + aardvark-dns")
     elif backend:
@@ -241,15 +251,30 @@ def ensure_wheels(distro: str) -> None:
     started = time.monotonic()
     machine = os.uname().machine
     platforms = [f"manylinux_2_28_{machine}", f"manylinux_2_17_{machine}", f"manylinux2014_{machine}"]
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--dest", str(dest), "--only-binary=:all:",
-           "--python-version", PYTHON_OF[distro], "--implementation", "cp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--dest",
+        str(dest),
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_OF[distro],
+        "--implementation",
+        "cp",
+    ]
     for plat in platforms:
         cmd += ["--platform", plat]
     run([*cmd, *WHEELS])
     for extra in WHEELS_EXTRA:
         run([*cmd, *extra])
     stamp.write_text(wanted)
-    log(f"wheelhouse {dest.relative_to(ROOT)}: {len(list(dest.glob('*.whl')))} wheels in {time.monotonic() - started:.0f} s")
+    log(
+        f"wheelhouse {dest.relative_to(ROOT)}: {len(list(dest.glob('*.whl')))} wheels in "
+        f"{time.monotonic() - started:.0f} s"
+    )
 
 
 def image_exists(name: str) -> bool:
@@ -398,7 +423,9 @@ def names_resolve(image: str) -> bool:
     tag = f"{os.getpid()}"
     server, network = f"hostprep-dns-{tag}", f"{DNS_NETWORK}-{tag}"
     try:
-        made = subprocess.run(["podman", "network", "create", network], check=False, capture_output=True, text=True)
+        made = subprocess.run(
+            ["podman", "network", "create", network], check=False, capture_output=True, text=True
+        )
         if made.returncode != 0:
             log(f"could not create a test network: {made.stderr.strip()[-300:]}")
             return False
@@ -421,7 +448,10 @@ def names_resolve(image: str) -> bool:
             if looked.returncode == 0:
                 return True
             time.sleep(0.5)
-        log(f"a container on network {network} could not resolve {server} (backend {network_backend() or '?'})")
+        log(
+            f"a container on network {network} could not resolve {server} (backend "
+            f"{network_backend() or '?'})"
+        )
         return False
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", server], check=False, capture_output=True)
@@ -455,8 +485,9 @@ def ensure_podman(image: str) -> None:
     others = foreign_containers()
     if others:
         stop(
-            f"container name resolution, and this machine has containers of its own ({', '.join(others[:5])})",
-            "install netavark and aardvark-dns and set network_backend = \"netavark\" under [network] in "
+            "container name resolution, and this machine has containers of its own "
+            f"({', '.join(others[:5])})",
+            'install netavark and aardvark-dns and set network_backend = "netavark" under [network] in '
             f"{CONTAINERS_CONF} once those containers can be recreated; {FIX_HINT}",
         )
     if not (helper_present("netavark") and helper_present("aardvark-dns") and have("iptables")):

@@ -36,8 +36,16 @@ DEFAULT_DEBIAN13 = "smoke"
 PENDING: dict[str, str] = {}
 # Rough cost of each scenario (minutes on a quiet 2-core machine): the lanes start the
 # longest first, so the short ones fill the gaps at the end.
-WEIGHT = {"default": 24, "mlflow": 13, "adoption": 11, "single_host": 9, "keys": 7,
-          "artifact_store": 7, "doctor": 7, "smoke": 2}
+WEIGHT = {
+    "default": 24,
+    "mlflow": 13,
+    "adoption": 11,
+    "single_host": 9,
+    "keys": 7,
+    "artifact_store": 7,
+    "doctor": 7,
+    "smoke": 2,
+}
 
 
 def scenarios() -> list[str]:
@@ -81,11 +89,21 @@ def steps() -> list[tuple[str, list[str], dict[str, str]]]:
         found = scenarios()
         available = set(found)
         for name in found:
-            out.append((f"molecule-{name}-debian12", ["molecule", "test", "-s", name], {"MOLECULE_DISTRO": "debian12"}))
+            out.append(
+                (
+                    f"molecule-{name}-debian12",
+                    ["molecule", "test", "-s", name],
+                    {"MOLECULE_DISTRO": "debian12"},
+                )
+            )
         for name in os.environ.get("DEBIAN13_SCENARIOS", DEFAULT_DEBIAN13).split():
             if name in available:
                 out.append(
-                    (f"molecule-{name}-debian13", ["molecule", "test", "-s", name], {"MOLECULE_DISTRO": "debian13"})
+                    (
+                        f"molecule-{name}-debian13",
+                        ["molecule", "test", "-s", name],
+                        {"MOLECULE_DISTRO": "debian13"},
+                    )
                 )
     return out
 

@@ -40,16 +40,20 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def accounts() -> dict[str, list[str]]:
+    """Login name -> [x, uid, gid, gecos, home, shell] of every account (as getent_passwd)."""
     return {
-        p.pw_name: ["x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos, p.pw_dir, p.pw_shell] for p in pwd.getpwall()
+        p.pw_name: ["x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos, p.pw_dir, p.pw_shell]
+        for p in pwd.getpwall()
     }
 
 
 def groups() -> dict[str, list[str]]:
+    """Group name -> [x, gid, members] of every group (as getent_group)."""
     return {g.gr_name: ["x", str(g.gr_gid), ",".join(g.gr_mem)] for g in grp.getgrall()}
 
 
 def main() -> None:
+    """Return the accounts and groups; change nothing."""
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     module.exit_json(changed=False, passwd=accounts(), group=groups())
 

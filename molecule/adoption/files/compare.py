@@ -15,9 +15,12 @@ import urllib.parse
 import urllib.request
 
 BASE = "http://127.0.0.1:5000"
-AUTH = "Basic " + base64.b64encode(
-    f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ['MLFLOW_TRACKING_PASSWORD']}".encode()
-).decode()
+AUTH = (
+    "Basic "
+    + base64.b64encode(
+        f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ['MLFLOW_TRACKING_PASSWORD']}".encode()
+    ).decode()
+)
 
 
 def get(endpoint: str, **params) -> bytes:
@@ -47,8 +50,18 @@ def list_all(run_id: str, path: str = "") -> dict:
 def main(manifest_path: str) -> None:
     with open(manifest_path, encoding="utf-8") as handle:
         manifest = json.load(handle)
-    problems, counts = [], {"experiments": 0, "runs": 0, "metrics": 0, "params": 0, "artifacts": 0,
-                            "bytes": 0, "model_versions": 0}
+    problems, counts = (
+        [],
+        {
+            "experiments": 0,
+            "runs": 0,
+            "metrics": 0,
+            "params": 0,
+            "artifacts": 0,
+            "bytes": 0,
+            "model_versions": 0,
+        },
+    )
     for exp in manifest["experiments"]:
         got = api("experiments/get", experiment_id=exp["id"])["experiment"]
         if got["name"] != exp["name"] or got["artifact_location"] != exp["artifact_location"]:
@@ -73,7 +86,7 @@ def main(manifest_path: str) -> None:
         for path, want in run["artifacts"].items():
             try:
                 data = get("/get-artifact", path=path, run_id=rid)
-            except Exception as exc:  # noqa: BLE001 (report every unreadable artifact)
+            except Exception as exc:
                 problems.append({"run": rid, "artifact": path, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:

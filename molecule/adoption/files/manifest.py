@@ -35,23 +35,29 @@ def main(out: str) -> None:
             for dirpath, _dirs, names in os.walk(root):
                 for name in names:
                     full = os.path.join(dirpath, name)
-                    files[os.path.relpath(full, root)] = {"size": os.path.getsize(full), "sha256": sha256(full)}
-            manifest["runs"].append({
-                "run_id": run.info.run_id,
-                "experiment_id": exp.experiment_id,
-                "run_name": run.info.run_name,
-                "artifact_uri": run.info.artifact_uri,
-                "params": run.data.params,
-                "metrics": {
-                    key: [[m.step, m.value] for m in client.get_metric_history(run.info.run_id, key)]
-                    for key in run.data.metrics
-                },
-                "artifacts": files,
-            })
+                    files[os.path.relpath(full, root)] = {
+                        "size": os.path.getsize(full),
+                        "sha256": sha256(full),
+                    }
+            manifest["runs"].append(
+                {
+                    "run_id": run.info.run_id,
+                    "experiment_id": exp.experiment_id,
+                    "run_name": run.info.run_name,
+                    "artifact_uri": run.info.artifact_uri,
+                    "params": run.data.params,
+                    "metrics": {
+                        key: [[m.step, m.value] for m in client.get_metric_history(run.info.run_id, key)]
+                        for key in run.data.metrics
+                    },
+                    "artifacts": files,
+                }
+            )
     for rm in client.search_registered_models():
         for mv in client.search_model_versions(f"name='{rm.name}'"):
-            manifest["model_versions"].append({"name": mv.name, "version": mv.version, "run_id": mv.run_id,
-                                               "source": mv.source})
+            manifest["model_versions"].append(
+                {"name": mv.name, "version": mv.version, "run_id": mv.run_id, "source": mv.source}
+            )
     manifest["database_sha256"] = sha256("/home/mlops/mlflow/mlflow.db")
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True)

@@ -35,8 +35,11 @@ def ephemeral(name: str) -> dict:
 
 def has(findings, level, check, pattern):
     return [
-        f for f in findings
-        if f["level"] == level and f["check"] == check and re.search(pattern, f["message"] + " -> " + f["fix"])
+        f
+        for f in findings
+        if f["level"] == level
+        and f["check"] == check
+        and re.search(pattern, f["message"] + " -> " + f["fix"])
     ]
 
 
@@ -47,6 +50,7 @@ def recap(stdout: str) -> dict[str, int]:
 
 
 # --- before the adoption (recorded by prepare.yml) --------------------------------------------
+
 
 def test_doctor_named_the_traps_of_the_hand_made_host():
     before = ephemeral("doctor-before.json")
@@ -88,10 +92,13 @@ def test_site_refused_while_the_hand_started_server_ran():
 
 
 def podman_file(path: str) -> str:
-    return subprocess.run(["podman", "exec", HOST, "cat", path], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["podman", "exec", HOST, "cat", path], check=True, capture_output=True, text=True
+    ).stdout
 
 
 # --- after the adoption ------------------------------------------------------------------------
+
 
 def test_hand_started_server_is_gone_and_the_service_runs(podman_host):
     box = podman_host(HOST)
@@ -105,8 +112,11 @@ def test_database_adopted_migrated_and_owned_by_mlops(podman_host):
     box = podman_host(HOST)
     db = box.file(DB)
     assert db.user == "mlops" and db.group == "mlops" and db.mode == 0o640
-    status = json.loads(box.check_output(
-        f"runuser -u mlops -- /opt/mlflow/bin/python /opt/mlflow/libexec/mlflow_db.py status --db {DB}"))
+    status = json.loads(
+        box.check_output(
+            f"runuser -u mlops -- /opt/mlflow/bin/python /opt/mlflow/libexec/mlflow_db.py status --db {DB}"
+        )
+    )
     assert status["due"] is False and status["revision"] == status["head"], status
     assert status["journal_mode"] == "wal"
     marker = json.loads(box.file("/var/lib/mlflow/adopted-from.json").content_string)
@@ -123,10 +133,14 @@ def test_database_adopted_migrated_and_owned_by_mlops(podman_host):
 
 def test_every_run_metric_model_and_artifact_reads_back_through_the_service(podman_host):
     box = podman_host(HOST)
-    subprocess.run(["podman", "cp", str(SCENARIO / "files" / "compare.py"), f"{HOST}:/tmp/compare.py"], check=True)
+    subprocess.run(
+        ["podman", "cp", str(SCENARIO / "files" / "compare.py"), f"{HOST}:/tmp/compare.py"], check=True
+    )
     password = CREDENTIALS.read_text().strip()
-    result = box.run(f"MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD='{password}' "
-                     "python3 /tmp/compare.py /root/adoption-manifest.json")
+    result = box.run(
+        f"MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD='{password}' "
+        "python3 /tmp/compare.py /root/adoption-manifest.json"
+    )
     assert result.rc == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["problems"] == [], json.dumps(report["problems"], indent=1)[:6000]
@@ -151,13 +165,18 @@ def test_no_artifact_left_to_root(podman_host):
 
 def test_hand_made_keys_still_sftp_but_no_shell(podman_host):
     box = podman_host(HOST)
-    lines = [line for line in box.file("/home/mlops/.ssh/authorized_keys").content_string.splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in box.file("/home/mlops/.ssh/authorized_keys").content_string.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines and all(line.startswith("restrict,") for line in lines), lines
     # root's hand-made key (the notes' ssh-keygen) still reaches the artifact tree over SFTP ...
     # (-F /dev/null: not the toolkit's ssh config, whose IdentityFile is the toolkit's key.)
-    opts = ("-F /dev/null -o IdentityFile=/root/.ssh/id_rsa -o IdentitiesOnly=yes -o BatchMode=yes "
-            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
+    opts = (
+        "-F /dev/null -o IdentityFile=/root/.ssh/id_rsa -o IdentitiesOnly=yes -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    )
     login = f"ssh {opts}"
     listing = box.run(f"echo 'ls {ROOT}' | sftp -b - {opts} mlops@{HOST}")
     assert listing.rc == 0, listing.stderr
@@ -170,11 +189,12 @@ def test_hand_made_keys_still_sftp_but_no_shell(podman_host):
 def doctor_after():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
-        result = run_playbook(SCENARIO, "../../playbooks/doctor.yml", "-e", "doctor_fail_on_error=true",
-                              check=False)
+        result = run_playbook(
+            SCENARIO, "../../playbooks/doctor.yml", "-e", "doctor_fail_on_error=true", check=False
+        )
     start = re.search(r"^\{", result.stdout, re.M)
     assert start, result.stdout[-3000:] + result.stderr[-2000:]
-    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start():])
+    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start() :])
     findings = []
     for play in data["plays"]:
         for task in play["tasks"]:
@@ -192,8 +212,11 @@ ACCEPTED_WARNINGS: set[str] = set()
 
 def test_doctor_finds_no_problem_after_the_adoption(doctor_after):
     errors = [f"{f['check']}: {f['message']}" for f in doctor_after["findings"] if f["level"] == "error"]
-    warnings = [f"{f['check']}: {f['message']}" for f in doctor_after["findings"]
-                if f["level"] == "warn" and f["check"] not in ACCEPTED_WARNINGS]
+    warnings = [
+        f"{f['check']}: {f['message']}"
+        for f in doctor_after["findings"]
+        if f["level"] == "warn" and f["check"] not in ACCEPTED_WARNINGS
+    ]
     assert doctor_after["rc"] == 0 and not errors, "\n".join(errors)
     assert not warnings, "\n".join(warnings)
     assert doctor_after["stats"]["changed"] == 0

@@ -90,8 +90,9 @@ def test_paramiko_over_the_network_nested_run_dirs(podman_host, sftp_ready):
     client.get_host_keys().add(f"[{address}]:2222", keytype, host_key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     host.check_output(f"rm -rf {root}/7")
-    client.connect(address, port=2222, username="mlops", pkey=key, look_for_keys=False, allow_agent=False,
-                   timeout=15)
+    client.connect(
+        address, port=2222, username="mlops", pkey=key, look_for_keys=False, allow_agent=False, timeout=15
+    )
     try:
         sftp = client.open_sftp()
         path = root

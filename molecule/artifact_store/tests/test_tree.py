@@ -55,7 +55,8 @@ def test_whole_tree_has_the_contract_modes(podman_host):
     host = podman_host("artifact-store-default")
     listing = host.check_output(f"find {DEFAULT_ROOT} -not -type l -printf '%y %u %g %m %p\\n'")
     wrong = [
-        line for line in listing.splitlines()
+        line
+        for line in listing.splitlines()
         if not (line.startswith("d mlops mlops 2750 ") or line.startswith("f mlops mlops 640 "))
     ]
     assert wrong == []

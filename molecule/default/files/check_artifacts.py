@@ -35,8 +35,9 @@ def walk(run_id, path=""):
 
 
 def walk_model(model_id, path=""):
-    listing = get(f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories",
-                  artifact_directory_path=path).json()
+    listing = get(
+        f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories", artifact_directory_path=path
+    ).json()
     for entry in listing.get("files", []):
         if entry["is_dir"]:
             yield from walk_model(model_id, entry["path"])
@@ -58,8 +59,10 @@ def main():
             model_files = list(walk_model(model_id))
             files += [f"{name}/{f}" for f in model_files]
             if "MLmodel" in model_files:
-                mlmodel = get(f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
-                              artifact_file_path="MLmodel").text
+                mlmodel = get(
+                    f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
+                    artifact_file_path="MLmodel",
+                ).text
         entry = {"artifact_uri": run["info"]["artifact_uri"], "files": sorted(files), "model_ids": model_ids}
         if mlmodel is None:
             path = next((f for f in files if f.endswith("MLmodel")), None)

@@ -42,5 +42,7 @@ def test_training_script_proxied(podman_host):
     assert "model/MLmodel" in manual["files"]
     assert "sklearn" in manual["mlmodel"]
     # The bytes live on the artifact host, under the root, owned by mlops.
-    listing = artifact.check_output(f"find {ARTIFACT_ROOT} -name MLmodel -path '*{manual['model_ids'][0]}*' -printf '%u:%g %m %p\\n'")
+    listing = artifact.check_output(
+        f"find {ARTIFACT_ROOT} -name MLmodel -path '*{manual['model_ids'][0]}*' -printf '%u:%g %m %p\\n'"
+    )
     assert listing.startswith("mlops:mlops 640 "), listing

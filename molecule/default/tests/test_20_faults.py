@@ -22,7 +22,9 @@ def test_kill_9_recovers(podman_host):
     assert pid != "0"
     started = time.monotonic()
     server.run_test(f"kill -9 {pid}")
-    assert wait_until(lambda: server.check_output("systemctl show -p MainPID --value mlflow.service") not in (pid, "0"), 120)
+    assert wait_until(
+        lambda: server.check_output("systemctl show -p MainPID --value mlflow.service") not in (pid, "0"), 120
+    )
     assert wait_until(lambda: _healthy(server), 300)
     print(f"healthy again {time.monotonic() - started:.1f} s after kill -9")
     made = train(client, "after-kill")
@@ -44,4 +46,6 @@ def test_artifact_host_restart_recovers(podman_host):
     print(f"artifact host's sshd back {time.monotonic() - restarted:.1f} s after the restart")
     made = train(client, "after-artifact-restart")  # the first attempt, no retry
     assert "model/MLmodel" in read_back(client, made["run_ids"][:1])[made["run_ids"][0]]["files"]
-    print(f"upload and listing through the server worked {time.monotonic() - restarted:.1f} s after the restart")
+    print(
+        f"upload and listing through the server worked {time.monotonic() - restarted:.1f} s after the restart"
+    )

@@ -14,8 +14,11 @@ def test_rotation_under_load(podman_host):
     old_key = server.file(KEY).content_string
 
     loop = copy_to(CLIENT, "client_loop.py")
-    client.run_test(f"rm -f /tmp/loop.json && su - mlops -c 'nohup /opt/mlflow-client/bin/python {loop} 90 /tmp/loop.json "
-                    ">/tmp/loop.log 2>&1 &'")
+    client.run_test(
+        f"rm -f /tmp/loop.json && su - mlops -c 'nohup /opt/mlflow-client/bin/python {loop} 90 "
+        "/tmp/loop.json "
+        ">/tmp/loop.log 2>&1 &'"
+    )
     run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-e", "mlops_ssh_rotate=true")
     assert server.file(KEY).content_string != old_key
 

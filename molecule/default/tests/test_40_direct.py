@@ -25,7 +25,9 @@ def test_training_script_direct(podman_host):
     key = client.file("/home/mlops/.ssh/id_mlflow_sftp")
     assert (key.user, key.mode) == ("mlops", 0o600)
     authorized = artifact.file("/home/mlops/.ssh/authorized_keys").content_string
-    client_line = next(line for line in authorized.splitlines() if line.endswith("mlflow-sftp@default-client"))
+    client_line = next(
+        line for line in authorized.splitlines() if line.endswith("mlflow-sftp@default-client")
+    )
     assert client_line.startswith('restrict,command="internal-sftp -u 0027" ')
     assert client.run("/opt/mlflow-client/bin/python -c 'import mlflow_sftp_store'").rc == 0
 

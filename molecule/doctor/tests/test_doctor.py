@@ -36,7 +36,7 @@ def doctor_json(*extra: str) -> dict[str, list[dict]]:
     # profile_tasks (enabled by the shared config) prints around the JSON document.
     start = re.search(r"^\{", result.stdout, re.M)
     assert start, result.stdout[-3000:]
-    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start():])
+    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start() :])
     found = {}
     for play in data["plays"]:
         for task in play["tasks"]:
@@ -62,8 +62,11 @@ def first_run(podman_host):
 
 def has(findings, level, check, pattern):
     return [
-        f for f in findings
-        if f["level"] == level and f["check"] == check and re.search(pattern, f["message"] + " -> " + f["fix"])
+        f
+        for f in findings
+        if f["level"] == level
+        and f["check"] == check
+        and re.search(pattern, f["message"] + " -> " + f["fix"])
     ]
 
 
@@ -154,7 +157,9 @@ def test_fail_on_error_fails_the_play():
     result = run_playbook(SCENARIO, "converge.yml", "-e", "doctor_fail_on_error=true", check=False)
     assert result.returncode != 0
     # Ansible prints the failure on stderr when not on a terminal.
-    assert re.search(r"doctor found \d+ error\(s\) on doctor-hand: .*process_user", result.stdout + result.stderr)
+    assert re.search(
+        r"doctor found \d+ error\(s\) on doctor-hand: .*process_user", result.stdout + result.stderr
+    )
     # The findings were printed before the verdict.
     assert "[ERROR] known_hosts[root]" in result.stdout
 

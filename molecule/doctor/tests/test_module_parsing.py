@@ -1,11 +1,13 @@
-"""The doctor's parsers (plugins/module_utils/doctor_*.py), on the controller: sftp:// URI forms and SSH key files."""
+"""The doctor's parsers (plugins/module_utils/doctor_*.py) on the controller: sftp:// URIs, SSH keys."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
+import time
 
 import pytest
-
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_database import alembic_heads
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_server import ServerDoctor
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_ssh_keys import (
@@ -151,10 +153,6 @@ def _database_findings(tmp_path, uri, cwd):
 
 
 def test_database_relative_uri_wal_schema_and_backups(tmp_path):
-    import os
-    import sqlite3
-    import time
-
     db = tmp_path / "mlflow.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")

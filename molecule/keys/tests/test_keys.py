@@ -81,7 +81,7 @@ print(json.dumps(out))
 """
 
 
-def sftp_probe(host, owner, address, port, keyfile, known_hosts=None):
+def sftp_probe(host, owner, address, port, keyfile, *, known_hosts=None):
     args = [address, str(port), LOGIN, keyfile] + ([known_hosts] if known_hosts else [])
     cmd = "runuser -u %s -- python3 -c %s " + " ".join(["%s"] * len(args))
     result = host.run(cmd, owner, SFTP_PROBE, *args)
@@ -105,7 +105,9 @@ def managed_lines(artifact, comment):
 def recap(output):
     """{host: {ok:.., changed:.., failed:..}} from an ansible-playbook recap."""
     counts = {}
-    for m in re.finditer(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M):
+    for m in re.finditer(
+        r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M
+    ):
         counts[m.group(1)] = {"ok": int(m.group(2)), "changed": int(m.group(3)), "failed": int(m.group(5))}
     return counts
 
@@ -168,7 +170,9 @@ def test_key_files_owned_and_private(podman_host, name, owner):
 @pytest.mark.parametrize("name", PAIR_IDS)
 def test_same_key_in_both_homes_default_type(podman_host, name):
     host = podman_host(name)
-    assert host.file(f"/root/.ssh/{KEY_NAME}").sha256sum == host.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
+    assert (
+        host.file(f"/root/.ssh/{KEY_NAME}").sha256sum == host.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
+    )
     info = host.check_output(f"ssh-keygen -l -f /home/mlops/.ssh/{KEY_NAME}.pub").split()
     # mlflow_sftp_plugin_enabled defaults to true, so the default type is ed25519.
     assert info[-1] == "(ED25519)"
@@ -239,7 +243,9 @@ def test_sftp_session_with_installed_key(podman_host, name, artifact_name, addre
 @pytest.mark.parametrize("owner", sorted(OWNERS))
 def test_openssh_sftp_strict_and_shell_refused(podman_host, name, artifact_name, address, port, owner):
     host = podman_host(name)
-    sftp = host.run(f"echo pwd | runuser -u {owner} -- sftp -b - -o BatchMode=yes -o StrictHostKeyChecking=yes {address}")
+    sftp = host.run(
+        f"echo pwd | runuser -u {owner} -- sftp -b - -o BatchMode=yes -o StrictHostKeyChecking=yes {address}"
+    )
     assert sftp.rc == 0, sftp.stderr
     assert "/home/mlops" in sftp.stdout
     shell = host.run(f"runuser -u {owner} -- ssh -o BatchMode=yes -o StrictHostKeyChecking=yes {address} id")
@@ -252,7 +258,9 @@ def test_unknown_host_key_is_rejected(podman_host):
     """Strict checking is real: with an empty known_hosts the same login fails."""
     server = podman_host("keys-server")
     server.run("install -m 0644 /dev/null /tmp/empty_known_hosts")
-    out = sftp_probe(server, "root", "keys-artifact", 2222, f"/root/.ssh/{KEY_NAME}", "/tmp/empty_known_hosts")
+    out = sftp_probe(
+        server, "root", "keys-artifact", 2222, f"/root/.ssh/{KEY_NAME}", known_hosts="/tmp/empty_known_hosts"
+    )
     assert not out["sshclient"]["ok"]
     assert "SSHException" in out["sshclient"]["error"]
     assert not out["bare"]["ok"]
@@ -317,7 +325,10 @@ def check_rotated(podman_host, rotation, old_tag, new_tag):
         host, artifact = podman_host(name), podman_host(artifact_name)
         old, new = rotation["before"][name], rotation["after"][name]
         assert blob(old) != blob(new), f"{name}: key not rotated"
-        assert host.file(f"/root/.ssh/{KEY_NAME}").sha256sum == host.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
+        assert (
+            host.file(f"/root/.ssh/{KEY_NAME}").sha256sum
+            == host.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
+        )
         # Only the new key is authorized for this host.
         assert managed_lines(artifact, f"mlflow-sftp@{name}") == [f"{OPTIONS} {new}"]
         rejected = sftp_probe(host, "root", address, port, f"/root/key-{old_tag}")
@@ -346,8 +357,9 @@ def test_rotation_keeps_unmanaged_lines(podman_host, first_rotation):
 
 def test_rotation_output_has_no_key_material(first_rotation):
     assert "Rotating the SFTP key" in first_rotation["output"]
-    assert_no_key_material(first_rotation["output"], *first_rotation["before"].values(),
-                           *first_rotation["after"].values())
+    assert_no_key_material(
+        first_rotation["output"], *first_rotation["before"].values(), *first_rotation["after"].values()
+    )
 
 
 def test_second_rotation(podman_host, second_rotation):
@@ -379,8 +391,15 @@ def test_rotation_by_age(podman_host, second_rotation):
 
 def test_non_rsa_refused_without_sftp_plugin():
     result = run_playbook(
-        SCENARIO_DIR, "converge.yml", "-l", "keys-server",
-        "-e", "mlflow_sftp_plugin_enabled=false", "-e", "mlops_ssh_key_type=ed25519", check=False,
+        SCENARIO_DIR,
+        "converge.yml",
+        "-l",
+        "keys-server",
+        "-e",
+        "mlflow_sftp_plugin_enabled=false",
+        "-e",
+        "mlops_ssh_key_type=ed25519",
+        check=False,
     )
     assert result.returncode != 0
     assert "loads RSA keys only" in result.stdout + result.stderr
@@ -391,7 +410,13 @@ def test_rsa_default_without_sftp_plugin_in_check_mode(podman_host):
     server = podman_host("keys-server")
     before = server.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
     result = run_playbook(
-        SCENARIO_DIR, "converge.yml", "--check", "-l", "keys-server", "-e", "mlflow_sftp_plugin_enabled=false",
+        SCENARIO_DIR,
+        "converge.yml",
+        "--check",
+        "-l",
+        "keys-server",
+        "-e",
+        "mlflow_sftp_plugin_enabled=false",
     )
     assert "key type (ED25519) is not rsa" in result.stdout + result.stderr
     assert server.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum == before
@@ -401,9 +426,19 @@ def test_rsa_default_without_sftp_plugin_in_check_mode(podman_host):
 def test_check_mode_on_fresh_accounts(podman_host):
     """--check where neither the account nor the key exists yet (a fresh host) succeeds."""
     result = run_playbook(
-        SCENARIO_DIR, "converge.yml", "--check", "-l", "keys-server",
-        "-e", "mlops_account_name=freshuser", "-e", "mlops_account_group=freshgroup",
-        "-e", "mlops_account_home=/home/freshuser", "-e", "mlops_ssh_key_name=id_fresh",
+        SCENARIO_DIR,
+        "converge.yml",
+        "--check",
+        "-l",
+        "keys-server",
+        "-e",
+        "mlops_account_name=freshuser",
+        "-e",
+        "mlops_account_group=freshgroup",
+        "-e",
+        "mlops_account_home=/home/freshuser",
+        "-e",
+        "mlops_ssh_key_name=id_fresh",
     )
     assert "do(es) not exist yet" in result.stdout + result.stderr
     server = podman_host("keys-server")

@@ -22,9 +22,18 @@ def main():
             mlflow.log_param("layers", [64, 32])
             mlflow.log_metric("loss", 0.25)
             mlflow.log_artifact(src, artifact_path="data")
-        back = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="data/blob.bin", dst_path=tmp + "/dl")
-        print(json.dumps({"run_id": run.info.run_id, "artifact_uri": run.info.artifact_uri,
-                          "same": filecmp.cmp(src, back, shallow=False)}))
+        back = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="data/blob.bin", dst_path=tmp + "/dl"
+        )
+        print(
+            json.dumps(
+                {
+                    "run_id": run.info.run_id,
+                    "artifact_uri": run.info.artifact_uri,
+                    "same": filecmp.cmp(src, back, shallow=False),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

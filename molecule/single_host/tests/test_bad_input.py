@@ -19,13 +19,26 @@ SITE = str(SCENARIO_DIR.parent.parent / "site.yml")
 # (id, extra vars, text the failure must contain). The README's "Refused inputs" table
 # lists the same cases.
 CASES = [
-    ("uri-three-slashes", {"mlflow_artifact_uri": "sftp:///mlops@192.168.1.70/home/mlops/mlflow/mlruns"},
-     "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns"),
-    ("uri-notes-command-line", {"mlflow_artifact_uri": "sftp:///mlops@192.168.1.70:/home/mlops/mlflow/mlruns"},
-     "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns"),
-    ("uri-empty-port", {"mlflow_artifact_uri": "sftp://mlops@192.168.1.70:/home/mlops/mlflow/mlruns"},
-     "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns"),
-    ("uri-tilde", {"mlflow_artifact_uri": "sftp://mlops@192.168.1.70:22/~/mlflow/mlruns"}, "mlflow_artifact_uri"),
+    (
+        "uri-three-slashes",
+        {"mlflow_artifact_uri": "sftp:///mlops@192.168.1.70/home/mlops/mlflow/mlruns"},
+        "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns",
+    ),
+    (
+        "uri-notes-command-line",
+        {"mlflow_artifact_uri": "sftp:///mlops@192.168.1.70:/home/mlops/mlflow/mlruns"},
+        "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns",
+    ),
+    (
+        "uri-empty-port",
+        {"mlflow_artifact_uri": "sftp://mlops@192.168.1.70:/home/mlops/mlflow/mlruns"},
+        "sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns",
+    ),
+    (
+        "uri-tilde",
+        {"mlflow_artifact_uri": "sftp://mlops@192.168.1.70:22/~/mlflow/mlruns"},
+        "mlflow_artifact_uri",
+    ),
     ("path-relative", {"mlflow_artifact_path": "mlflow/mlruns"}, "mlflow_artifact_path"),
     ("root-tilde", {"artifact_store_root": "~/mlflow/mlruns"}, "artifact_store_root"),
     ("root-relative", {"artifact_store_root": "mlflow/mlruns"}, "artifact_store_root"),
@@ -34,11 +47,17 @@ CASES = [
     ("port-too-big", {"artifact_store_port": 70000}, "artifact_store_port"),
     ("user-bad-name", {"mlops_account_name": "ML Ops"}, "mlops_account_name"),
     ("user-root", {"mlops_account_name": "root"}, "mlops_account_name"),
-    ("key-type-without-plugin", {"mlflow_sftp_plugin_enabled": False, "mlops_ssh_key_type": "ed25519"},
-     "mlops_ssh_key_type"),
+    (
+        "key-type-without-plugin",
+        {"mlflow_sftp_plugin_enabled": False, "mlops_ssh_key_type": "ed25519"},
+        "mlops_ssh_key_type",
+    ),
     ("artifacts-mode", {"mlflow_artifacts_mode": "s3"}, "mlflow_artifacts_mode"),
-    ("auth-without-password-source", {"mlflow_auth_admin_password": "", "mlflow_credentials_dir": ""},
-     "mlflow_auth_admin_password"),
+    (
+        "auth-without-password-source",
+        {"mlflow_auth_admin_password": "", "mlflow_credentials_dir": ""},
+        "mlflow_auth_admin_password",
+    ),
 ]
 
 

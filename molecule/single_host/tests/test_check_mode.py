@@ -15,8 +15,10 @@ SITE = str(SCENARIO_DIR.parent.parent / "site.yml")
 
 def test_preview_of_a_converged_host_changes_nothing():
     result = run_playbook(SCENARIO_DIR, SITE, "--check", "--diff")
-    recaps = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", result.stdout, re.M)
-    assert recaps, result.stdout[-3000:]
-    assert {(changed, unreachable, failed) for _, changed, unreachable, failed in recaps} == {("0", "0", "0")}, (
-        result.stdout[-6000:]
+    recaps = re.findall(
+        r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", result.stdout, re.M
     )
+    assert recaps, result.stdout[-3000:]
+    assert {(changed, unreachable, failed) for _, changed, unreachable, failed in recaps} == {
+        ("0", "0", "0")
+    }, result.stdout[-6000:]

@@ -30,11 +30,12 @@ def already_in_line(db_uri: str, user: str, password: str) -> bool:
     """True when USER exists, is an admin and has PASSWORD, read straight from the SQLite file."""
     if not db_uri.startswith("sqlite:///"):
         return False
-    path = Path(db_uri[len("sqlite:///"):])
+    path = Path(db_uri[len("sqlite:///") :])
     if not path.is_file():
         return False
     try:
-        from werkzeug.security import check_password_hash  # noqa: PLC0415 (MLflow's own hasher)
+        # Imported only when there is an auth database to look at.
+        from werkzeug.security import check_password_hash  # noqa: PLC0415
 
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    # MLflow is imported only when the admin account must change (seconds of imports).
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # noqa: PLC0415
 
     store = SqlAlchemyStore()

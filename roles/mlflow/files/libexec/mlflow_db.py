@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"status": cmd_status, "backup": cmd_backup, "wal": cmd_wal}[args.command]
     try:
         result = handler(args)
-    except Exception as exc:  # noqa: BLE001 (one JSON error line for Ansible and journald)
+    except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1
     print(json.dumps(result))

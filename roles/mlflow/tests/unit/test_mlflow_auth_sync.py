@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _load import load
 
 sync = load("files/libexec/mlflow_auth_sync.py")
@@ -37,6 +36,7 @@ def run(db: Path, password: str) -> dict:
 
 
 def authenticates(db: Path, password: str) -> bool:
+    # Imported here, after the importorskip above: without mlflow[auth] the module is skipped.
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # noqa: PLC0415
 
     store = SqlAlchemyStore()

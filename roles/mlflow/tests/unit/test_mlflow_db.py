@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _load import load
 
 db = load("files/libexec/mlflow_db.py")

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_processes as procs
 from ansible_collections.mlops.mlflow.plugins.modules import mlflow_hand_started as hand
 
@@ -59,7 +58,7 @@ def test_find_and_stop_a_fake_server(tmp_path):
     """A process whose command line is `.../mlflow server ...`, started like the notes' nohup."""
     fake = tmp_path / "mlflow"
     fake.write_text("import time\ntime.sleep(120)\n")
-    proc = subprocess.Popen(  # noqa: S603 (test fixture)
+    proc = subprocess.Popen(
         [sys.executable, str(fake), "server", "--backend-store-uri", "sqlite:///mlflow.db", "-p", "5099"],
         cwd=tmp_path,
         start_new_session=True,

@@ -7,9 +7,7 @@ Run: pytest roles/mlflow/tests/unit
 
 from __future__ import annotations
 
-
 import pytest
-
 from ansible_collections.mlops.mlflow.plugins.filter import mlflow_uri
 
 check = mlflow_uri.mlflow_sftp_uri_check

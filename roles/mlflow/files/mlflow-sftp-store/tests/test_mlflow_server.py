@@ -119,7 +119,9 @@ def test_mlflow_server_proxied_artifacts_over_sftp(
     assert (remote / exp_id / run_id / "artifacts" / "after-drop" / "notes.txt").exists()
 
 
-def test_mlflow_server_logs_batches_through_the_bulk_store(mlflow_server: tuple[str, Path], tmp_path: Path) -> None:
+def test_mlflow_server_logs_batches_through_the_bulk_store(
+    mlflow_server: tuple[str, Path], tmp_path: Path
+) -> None:
     """The real server picks the package's sqlite store, and a 1,000-metric REST batch with a NaN and
     a repeated metric reads back as MLflow stores it."""
     import json

@@ -27,7 +27,7 @@ def _rows(store, table: str) -> list[tuple]:
     """Every row of a metrics table, run id left out (the two stores' runs differ)."""
     db = store.db_uri.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        rows = conn.execute(f"SELECT key, value, timestamp, step, is_nan FROM {table}").fetchall()  # noqa: S608
+        rows = conn.execute(f"SELECT key, value, timestamp, step, is_nan FROM {table}").fetchall()
     return sorted(rows)
 
 

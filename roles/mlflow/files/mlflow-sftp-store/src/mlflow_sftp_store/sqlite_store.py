@@ -140,7 +140,6 @@ def build_store(store_uri: str, artifact_uri: str | None = None):
     """Entry point ``mlflow.tracking_store: sqlite``, called as MLflow's own builder is."""
     from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
-
     from mlflow.tracking._tracking_service.utils import _SERVER_ARTIFACT_ROOT_ENV_VAR, _get_sqlalchemy_store
 
     store_class = None if MLFLOW_ENABLE_WORKSPACES.get() or not bulk_enabled() else _bulk_store_class()
@@ -150,5 +149,7 @@ def build_store(store_uri: str, artifact_uri: str | None = None):
     if artifact_uri is None:
         artifact_uri = os.environ.get(_SERVER_ARTIFACT_ROOT_ENV_VAR, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
     replica = os.environ.get(_READ_REPLICA_ENV)
-    _log.info("mlflow-sftp-store: SQLite tracking store with bulk metric writes (%s=false turns it off)", BULK_ENV)
+    _log.info(
+        "mlflow-sftp-store: SQLite tracking store with bulk metric writes (%s=false turns it off)", BULK_ENV
+    )
     return store_class(store_uri, artifact_uri, **({"read_db_uri": replica} if replica else {}))
