@@ -131,7 +131,7 @@ class TreeError(Exception):
 
 
 class Repair:
-    def __init__(self, path, uid, gid, dir_mode, file_mode, user_groups, home, check, sample_size):
+    def __init__(self, *, path, uid, gid, dir_mode, file_mode, user_groups, home, check, sample_size):
         self.path = path
         self.uid = uid
         self.gid = gid
@@ -151,8 +151,8 @@ class Repair:
     def _note(self, path, st, mode):
         if len(self.sample) < self.sample_size:
             self.sample.append(
-                "%s %d:%d %04o -> %d:%d %04o"
-                % (path, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), self.uid, self.gid, mode)
+                f"{path} {st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o} -> "
+                f"{self.uid}:{self.gid} {mode:04o}"
             )
 
     def _wrong(self, st, mode):
@@ -203,12 +203,12 @@ class Repair:
             )
             if is_link:
                 raise TreeError(
-                    "%s is a symbolic link inside a directory that a non-root user can change; "
+                    f"{shown} is a symbolic link inside a directory that a non-root user can change; "
                     "refusing to follow it. Replace it with a real directory or point the artifact "
-                    "root at the link's target." % shown
-                )
+                    "root at the link's target."
+                ) from exc
             if exc.errno == errno.ENOTDIR:
-                raise TreeError("%s exists and is not a directory; move it away." % shown)
+                raise TreeError(f"{shown} exists and is not a directory; move it away.") from exc
             raise
 
     def _mkdir(self, name, parent_fd, shown):
@@ -251,9 +251,8 @@ class Repair:
                 if managed:
                     if self._wrong(st, self.dir_mode):
                         self.parents_fixed.append(
-                            "%s: %d:%d %04o -> %d:%d %04o"
-                            % (shown, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode),
-                               self.uid, self.gid, self.dir_mode)
+                            f"{shown}: {st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o} -> "
+                            f"{self.uid}:{self.gid} {self.dir_mode:04o}"
                         )
                         if not self.check:
                             self._set(fd, self.dir_mode)
@@ -262,8 +261,8 @@ class Repair:
                 if bit:
                     new = stat.S_IMODE(st.st_mode) | bit
                     self.parents_fixed.append(
-                        "%s: %04o -> %04o (traversable by the artifact owner)"
-                        % (shown, stat.S_IMODE(st.st_mode), new)
+                        f"{shown}: {stat.S_IMODE(st.st_mode):04o} -> {new:04o} "
+                        "(traversable by the artifact owner)"
                     )
                     if not self.check:
                         os.fchmod(fd, new)
@@ -318,8 +317,9 @@ class Repair:
                     if entry.is_dir(follow_symlinks=False):
                         subdirs.append(entry.name)
                     elif entry.is_file(follow_symlinks=False):
-                        self._fix_file(entry.name, fd, shown + "/" + entry.name,
-                                       entry.stat(follow_symlinks=False))
+                        self._fix_file(
+                            entry.name, fd, shown + "/" + entry.name, entry.stat(follow_symlinks=False)
+                        )
                     elif entry.is_symlink():
                         self.counts["symlinks_skipped"] += 1
                     else:
@@ -362,9 +362,9 @@ def octal(module, name):
     try:
         mode = int(str(value), 8)
     except ValueError:
-        module.fail_json(msg="%s=%r is not an octal mode such as 2750." % (name, value))
+        module.fail_json(msg=f"{name}={value!r} is not an octal mode such as 2750.")
     if mode < 0 or mode > 0o7777:
-        module.fail_json(msg="%s=%r is out of range." % (name, value))
+        module.fail_json(msg=f"{name}={value!r} is out of range.")
     return mode
 
 
@@ -383,21 +383,28 @@ def main():
     start = time.monotonic()
     path = module.params["path"]
     if not path.startswith("/") or os.path.normpath(path) != path or path == "/" or "~" in path:
-        module.fail_json(msg="path=%r must be an absolute, normalised path below /." % path)
+        module.fail_json(msg=f"path={path!r} must be an absolute, normalised path below /.")
     try:
         user = pwd.getpwnam(module.params["owner"])
         gid = grp.getgrnam(module.params["group"]).gr_gid
     except KeyError:
-        missing = "owner %r or group %r does not exist" % (module.params["owner"], module.params["group"])
+        missing = f"owner {module.params['owner']!r} or group {module.params['group']!r} does not exist"
         if module.check_mode:
             # A preview of a first run: the account is made by an earlier task that check mode
             # did not run. Everything at and below path would then be created or given to it.
-            module.exit_json(changed=True, msg="%s yet: %s would be created or repaired for them" % (missing, path),
-                             root=path, created=[], parents_fixed=[], group_blocked_parents=[], sample=[])
+            module.exit_json(
+                changed=True,
+                msg=f"{missing} yet: {path} would be created or repaired for them",
+                root=path,
+                created=[],
+                parents_fixed=[],
+                group_blocked_parents=[],
+                sample=[],
+            )
         module.fail_json(msg=missing + ".")
     home = os.path.normpath(user.pw_dir) if user.pw_dir else ""
     if home == path or home.startswith(path + "/"):
-        module.fail_json(msg="path %s would contain the home directory %s of %s." % (path, home, user.pw_name))
+        module.fail_json(msg=f"path {path} would contain the home directory {home} of {user.pw_name}.")
 
     repair = Repair(
         path=path,
@@ -415,19 +422,21 @@ def main():
     except TreeError as exc:
         module.fail_json(msg=str(exc), created=repair.created, **repair.counts)
     except OSError as exc:
-        module.fail_json(msg="%s: %s" % (exc.filename or path, exc.strerror), created=repair.created,
-                         **repair.counts)
+        module.fail_json(
+            msg=f"{exc.filename or path}: {exc.strerror}", created=repair.created, **repair.counts
+        )
 
     counts = repair.counts
     changed = bool(repair.created or repair.parents_fixed or counts["dirs_fixed"] or counts["files_fixed"])
     for blocked in repair.group_blocked:
         module.warn(
-            "Members of group %s cannot traverse %s, so they cannot read the artifacts below it; "
-            "the role leaves that directory's mode to its owner." % (module.params["group"], blocked)
+            f"Members of group {module.params['group']} cannot traverse {blocked}, so they cannot read the "
+            "artifacts below it; the role leaves that directory's mode to its owner."
         )
-    summary = "%d dirs, %d files checked; fixed %d dirs, %d files; created %d dirs; fixed %d parents" % (
-        counts["dirs"], counts["files"], counts["dirs_fixed"], counts["files_fixed"],
-        len(repair.created), len(repair.parents_fixed),
+    summary = (
+        f"{counts['dirs']} dirs, {counts['files']} files checked; fixed {counts['dirs_fixed']} dirs, "
+        f"{counts['files_fixed']} files; created {len(repair.created)} dirs; "
+        f"fixed {len(repair.parents_fixed)} parents"
     )
     result = dict(
         changed=changed,
@@ -444,8 +453,9 @@ def main():
         before = repair.parents_fixed + [line.split(" -> ")[0] for line in repair.sample]
         after = ["created " + p for p in repair.created] + repair.sample
         result["diff"] = dict(
-            before_header=path, after_header=path,
-            before="\n".join(before + ["(%s)" % summary]) + "\n",
+            before_header=path,
+            after_header=path,
+            before="\n".join(before + [f"({summary})"]) + "\n",
             after="\n".join(after) + "\n",
         )
     module.exit_json(**result)

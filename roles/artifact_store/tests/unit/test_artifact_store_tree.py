@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import grp
 import importlib.util
+import json
 import os
 import pwd
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,15 @@ NOGROUP = grp.getgrnam("nogroup").gr_gid
 
 def repair(path: Path, home: str = "/nonexistent", check: bool = False):
     r = tree.Repair(
-        path=str(path), uid=NOBODY.pw_uid, gid=NOGROUP, dir_mode=0o2750, file_mode=0o640,
-        user_groups=set(os.getgrouplist("nobody", NOBODY.pw_gid)), home=home, check=check, sample_size=5,
+        path=str(path),
+        uid=NOBODY.pw_uid,
+        gid=NOGROUP,
+        dir_mode=0o2750,
+        file_mode=0o640,
+        user_groups=set(os.getgrouplist("nobody", NOBODY.pw_gid)),
+        home=home,
+        check=check,
+        sample_size=5,
     )
     r.run()
     return r
@@ -126,13 +136,12 @@ def test_symlinked_component_in_a_user_writable_directory_is_refused(base: Path)
 
 def run_module(args: dict, tmp_path: Path) -> dict:
     """The module as Ansible runs it: arguments in a JSON file, the result on stdout."""
-    import json
-    import subprocess
-    import sys
 
     argfile = tmp_path / "args.json"
     argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    out = subprocess.run([sys.executable, str(LIBRARY), str(argfile)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, str(LIBRARY), str(argfile)], capture_output=True, text=True, check=False
+    )
     return json.loads(out.stdout)
 
 
