@@ -21,18 +21,16 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_host import (
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_report import (
     TOOLKIT_KEYS_FIX,
     TOOLKIT_STORE_FIX,
-    Report,
+    Doctor,
 )
 
 
-class ArtifactDoctor(TreeChecks):
+class ArtifactDoctor(Doctor, TreeChecks):
     """Read-only diagnosis of the SFTP artifact host (role=artifact)."""
 
     def __init__(self, module):
-        """A doctor for the artifact host, with the module's parameters."""
-        self.m = module
-        self.p = module.params
-        self.r = Report()
+        """A doctor for this host, with the module's parameters."""
+        super().__init__(module)
         self.discovered = {}
 
     def pick_target(self):

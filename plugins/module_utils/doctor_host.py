@@ -11,25 +11,20 @@ import socket
 import stat
 import subprocess
 
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_processes import read_proc
+
 GIB = 1024**3
 
 
 def read_text(path, limit=1 << 20):
     """Up to LIMIT bytes of the file PATH as text (undecodable bytes replaced); None if unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(limit).decode("utf-8", "replace")
-    except OSError:
-        return None
+    data = read_proc(path, limit)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def read_bytes(path, limit=1 << 20):
     """Up to LIMIT bytes of the file PATH; None if unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
+    return read_proc(path, limit)
 
 
 def lstat(path):

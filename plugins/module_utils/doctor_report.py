@@ -8,6 +8,16 @@ TOOLKIT_KEYS_FIX = "ansible-playbook playbooks/keys.yml"
 TOOLKIT_STORE_FIX = "ansible-playbook playbooks/artifact_store.yml"
 
 
+class Doctor:
+    """What every doctor holds: the module (self.m), its parameters (self.p) and the report (self.r)."""
+
+    def __init__(self, module):
+        """A doctor run for MODULE, with an empty report."""
+        self.m = module
+        self.p = module.params
+        self.r = Report()
+
+
 class Report:
     """The findings of one doctor run, in the order the checks made them."""
 

@@ -6,19 +6,19 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_artifact_uri i
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_backups import BackupChecks
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_database import DatabaseChecks
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_process import ProcessChecks
-from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_report import Report
+from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_report import Doctor
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_server_ssh import SshChecks
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_service import ServiceChecks
 
 
-class ServerDoctor(ProcessChecks, ServiceChecks, ArtifactUriChecks, SshChecks, DatabaseChecks, BackupChecks):
+class ServerDoctor(
+    Doctor, ProcessChecks, ServiceChecks, ArtifactUriChecks, SshChecks, DatabaseChecks, BackupChecks
+):
     """Read-only diagnosis of an MLflow tracking server (role=server)."""
 
     def __init__(self, module):
-        """A doctor for the tracking server, with the module's parameters."""
-        self.m = module
-        self.p = module.params
-        self.r = Report()
+        """A doctor for this host, with the module's parameters."""
+        super().__init__(module)
         self.discovered = {"source": "none", "pids": [], "targets": [], "public_keys": []}
 
     def run(self):

@@ -32,7 +32,7 @@ SERVER_FLAGS = {
 
 
 def read_proc(path: str, limit: int = 1 << 16) -> bytes | None:
-    """Up to LIMIT bytes of a /proc file, or None when it cannot be read (the process is gone)."""
+    """Up to LIMIT bytes of a /proc file (or any file); None when it cannot be read (process gone)."""
     try:
         with open(path, "rb") as handle:
             return handle.read(limit)
