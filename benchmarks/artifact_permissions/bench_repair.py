@@ -4,7 +4,7 @@
 Builds a tree shaped like MLflow's (EXPERIMENTS x RUNS run directories, FILES files each; by
 default 10 x 100 x 100 = 100,000 files in 1,011 directories) in a temporary directory on this
 machine, then times the role's module `artifact_store_tree` run through Ansible (the real thing:
-`ansible localhost -m artifact_store_tree -M roles/artifact_store/library`) on:
+`ansible localhost -m mlops.mlflow.artifact_store_tree`, found through ansible.cfg's collections_path) on:
 
   all-wrong   every entry root:root, directories 0700, files 0600 (a manual setup made by root)
   one-percent 1% of the files with a wrong mode (1,000 files)
@@ -39,7 +39,6 @@ from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LIBRARY = REPO / "roles" / "artifact_store" / "library"
 OWNER, GROUP = "nobody", "nogroup"
 
 
@@ -111,10 +110,8 @@ def run_module(root: Path) -> tuple[float, dict]:
     """The role's artifact_store_tree module on the tree through Ansible: wall time and result."""
     start = time.perf_counter()
     result = adhoc(
-        "-M",
-        str(LIBRARY),
         "-m",
-        "artifact_store_tree",
+        "mlops.mlflow.artifact_store_tree",
         "-a",
         f"path={root} owner={OWNER} group={GROUP} dir_mode=2750 file_mode=0640",
     )
