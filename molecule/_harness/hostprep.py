@@ -7,10 +7,10 @@ Steps (each idempotent, each skipped when already satisfied):
   present), and how Podman would name-resolve containers. A host whose Podman runs containers
   of its own on the CNI backend without a DNS plugin cannot be switched to netavark without
   breaking them: the run stops here, naming what is missing and the fix.
-* ``packages``: install podman, runc, netavark, aardvark-dns, iptables, debootstrap, uidmap,
-  openssh-server and sqlite3 when missing (Debian/apt). Podman is installed together with
-  netavark and aardvark-dns: with ``--no-install-recommends`` alone apt would pick the CNI
-  plugins, whose networks have no DNS.
+* ``packages``: install podman, runc, debootstrap, uidmap, openssh-server and sqlite3 when
+  missing (Debian/apt). A missing Podman is installed together with netavark, aardvark-dns and
+  iptables: with ``--no-install-recommends`` alone apt would pick the CNI plugins, whose
+  networks have no DNS. An installed Podman's network stack is left to the ``podman`` step.
 * ``images``: build the systemd test images with debootstrap + ``podman import``,
   reusing an image that already exists. ``MOLECULE_IMAGE`` set means "use this prebuilt
   systemd image instead": it is pulled if needed and tagged as the local test image
@@ -127,13 +127,17 @@ PACKAGES = {
     "runc": "runc",
     "debootstrap": "debootstrap",
     "newuidmap": "uidmap",
-    # Podman's network stack: netavark with its DNS server; netavark 1.4 drives iptables.
-    "/usr/lib/podman/netavark": "netavark",
-    "/usr/lib/podman/aardvark-dns": "aardvark-dns",
-    "iptables": "iptables",
     # sshd and sqlite3 serve the unit tests (the SFTP plugin's tests start a real sshd).
     "sshd": "openssh-server",
     "sqlite3": "sqlite3",
+}
+# Podman's network stack with DNS: netavark with its DNS server; netavark 1.4 drives iptables.
+# Installed together with Podman, or later only when containers cannot resolve each other's
+# names (a Podman that already works on its own stack is left alone).
+NETWORK_PACKAGES = {
+    "/usr/lib/podman/netavark": "netavark",
+    "/usr/lib/podman/aardvark-dns": "aardvark-dns",
+    "iptables": "iptables",
 }
 # Podman looks for its network helpers in these directories (containers.conf helper_binaries_dir).
 HELPER_DIRS = ["/usr/local/libexec/podman", "/usr/local/lib/podman", "/usr/libexec/podman", "/usr/lib/podman"]
@@ -151,9 +155,12 @@ def package_present(probe: str) -> bool:
     return have(probe)
 
 
-def missing_packages() -> list[str]:
-    """The Debian packages of PACKAGES that this machine lacks."""
-    return [pkg for probe, pkg in PACKAGES.items() if not package_present(probe)]
+def missing_packages(wanted: dict[str, str] | None = None) -> list[str]:
+    """The Debian packages of WANTED (default: PACKAGES, plus the network stack while Podman
+    itself is missing) that this machine lacks."""
+    if wanted is None:
+        wanted = PACKAGES if have("podman") else {**PACKAGES, **NETWORK_PACKAGES}
+    return [pkg for probe, pkg in wanted.items() if not package_present(probe)]
 
 
 def podman_json(*args: str) -> object:
@@ -490,9 +497,10 @@ def ensure_podman(image: str) -> None:
             'install netavark and aardvark-dns and set network_backend = "netavark" under [network] in '
             f"{CONTAINERS_CONF} once those containers can be recreated; {FIX_HINT}",
         )
-    if not (helper_present("netavark") and helper_present("aardvark-dns") and have("iptables")):
-        log("installing netavark aardvark-dns iptables")
-        apt_install(["netavark", "aardvark-dns", "iptables"])
+    missing = missing_packages(NETWORK_PACKAGES)
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        apt_install(missing)
     remove_own_containers()
     add_containers_conf(DNS_SETTINGS)
     if not names_resolve(image):
