@@ -107,6 +107,11 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
 
 
+def podman(*args: str) -> subprocess.CompletedProcess:
+    """`podman ARGS`, its output captured, never raising on failure."""
+    return subprocess.run(["podman", *args], check=False, capture_output=True, text=True)
+
+
 def image_name(distro: str) -> str:
     return f"{IMAGE_REPO}:{distro}"
 
@@ -165,18 +170,13 @@ def missing_packages(wanted: dict[str, str] | None = None) -> list[str]:
 
 def podman_json(*args: str) -> object:
     """`podman ARGS --format json`, parsed; None when Podman fails."""
-    out = subprocess.run(["podman", *args, "--format", "json"], check=False, capture_output=True, text=True)
+    out = podman(*args, "--format", "json")
     return json.loads(out.stdout or "null") if out.returncode == 0 else None
 
 
 def network_backend() -> str:
     """The network backend Podman uses now ("netavark" or "cni"), "" when it cannot say."""
-    out = subprocess.run(
-        ["podman", "info", "--format", "{{.Host.NetworkBackend}}"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    out = podman("info", "--format", "{{.Host.NetworkBackend}}")
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
@@ -285,7 +285,7 @@ def ensure_wheels(distro: str) -> None:
 
 
 def image_exists(name: str) -> bool:
-    return subprocess.run(["podman", "image", "exists", name], check=False).returncode == 0
+    return podman("image", "exists", name).returncode == 0
 
 
 def build_image(distro: str) -> None:
@@ -348,29 +348,19 @@ def use_prebuilt(image: str, distro: str) -> None:
 def systemd_boots(image: str) -> bool:
     name = f"hostprep-probe-{os.getpid()}"
     try:
-        started = subprocess.run(
-            ["podman", "run", "-d", "--name", name, "--systemd=always", image, "/lib/systemd/systemd"],
-            check=False,
-            capture_output=True,
-            text=True,
-        )
+        started = podman("run", "-d", "--name", name, "--systemd=always", image, "/lib/systemd/systemd")
         if started.returncode != 0:
             log(f"probe container did not start: {started.stderr.strip()[-300:]}")
             return False
         for _ in range(60):
-            state = subprocess.run(
-                ["podman", "exec", name, "systemctl", "is-system-running"],
-                check=False,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
+            state = podman("exec", name, "systemctl", "is-system-running").stdout.strip()
             if state in ("running", "degraded"):
                 return True
             time.sleep(0.5)
         log(f"probe container booted but systemd says {state!r}")
         return False
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], check=False, capture_output=True)
+        podman("rm", "-f", "-t", "0", name)
 
 
 def read_containers_conf() -> dict:
@@ -430,28 +420,16 @@ def names_resolve(image: str) -> bool:
     tag = f"{os.getpid()}"
     server, network = f"hostprep-dns-{tag}", f"{DNS_NETWORK}-{tag}"
     try:
-        made = subprocess.run(
-            ["podman", "network", "create", network], check=False, capture_output=True, text=True
-        )
+        made = podman("network", "create", network)
         if made.returncode != 0:
             log(f"could not create a test network: {made.stderr.strip()[-300:]}")
             return False
-        started = subprocess.run(
-            ["podman", "run", "-d", "--name", server, "--network", network, image, "sleep", "60"],
-            check=False,
-            capture_output=True,
-            text=True,
-        )
+        started = podman("run", "-d", "--name", server, "--network", network, image, "sleep", "60")
         if started.returncode != 0:
             log(f"name-resolution test container did not start: {started.stderr.strip()[-300:]}")
             return False
         for _ in range(10):
-            looked = subprocess.run(
-                ["podman", "run", "--rm", "--network", network, image, "getent", "hosts", server],
-                check=False,
-                capture_output=True,
-                text=True,
-            )
+            looked = podman("run", "--rm", "--network", network, image, "getent", "hosts", server)
             if looked.returncode == 0:
                 return True
             time.sleep(0.5)
@@ -461,8 +439,8 @@ def names_resolve(image: str) -> bool:
         )
         return False
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", server], check=False, capture_output=True)
-        subprocess.run(["podman", "network", "rm", "-f", network], check=False, capture_output=True)
+        podman("rm", "-f", "-t", "0", server)
+        podman("network", "rm", "-f", network)
 
 
 def remove_own_containers() -> None:
