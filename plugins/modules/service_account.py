@@ -11,14 +11,14 @@ description:
   - Checks and fixes in one run. A missing group is created (system group, O(gid) if given). A
     missing user is created as a system user with O(group) as its primary group, home O(home) (mode
     O(home_mode), owned by the user and O(group)), shell O(shell), O(uid) if given, and the password
-    field C(*).
-  - An existing user keeps its home, shell, primary group, ids and a real password hash: hand-made
+    field set to C(*).
+  - An existing user keeps its home, shell, primary group, ids and a real password hash, so hand-made
     accounts are not churned. Only a missing home directory is created (from C(/etc/skel), mode
     O(home_mode)), and a C(!)-locked password field (C(!), C(!!), C(!*), C(!<hash>)) is replaced by
     C(*), since sshd refuses every login, key logins included, of a locked account when C(UsePAM) is
-    off. Ansible's M(ansible.builtin.user) cannot do either: it would change the shell and home of an
-    existing account, and it treats C(!*) as equal to C(*).
-  - The password hash is never returned: only whether the field starts with C(!) is looked at.
+    off. Ansible's M(ansible.builtin.user) cannot do either (it would change the shell and home of an
+    existing account, and it treats C(!*) as equal to C(*)).
+  - The password hash is never returned; only whether the field starts with C(!) is looked at.
   - Supports check mode (reports what it would do).
 options:
   name:

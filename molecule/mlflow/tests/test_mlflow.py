@@ -317,8 +317,8 @@ def test_artifacts_land_on_the_artifact_host_owned_by_mlops(artifact_host, logge
     assert foreign == ""
 
 
-def test_probe_leaves_nothing_behind(artifact_host):
-    assert not artifact_host.file(f"{ARTIFACT_ROOT}/_mlflow_probe").exists
+def test_roundtrip_leaves_nothing_behind(artifact_host):
+    assert not artifact_host.file(f"{ARTIFACT_ROOT}/_mlflow_roundtrip").exists
 
 
 # --- Faults -----------------------------------------------------------------------------------

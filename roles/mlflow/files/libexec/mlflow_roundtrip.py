@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""End-to-end probe of an MLflow server's artifact store (mlflow role; run by the venv's python).
+"""Prove an artifact round trip through an MLflow server's store (mlflow role; venv's python).
 
-proxied mode: upload, list, download and delete a small probe artifact through the server's
+proxied mode: upload, list, download and delete a small test artifact through the server's
 REST API (/api/2.0/mlflow-artifacts/...), i.e. the same path a client's log_artifact takes.
 direct mode: the same round trip with MLflow's artifact repository for the sftp:// URI, as the
 service account (the server lists and serves artifacts this way).
@@ -30,10 +30,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-PROBE_DIR = "_mlflow_probe"
+ROUNDTRIP_DIR = "_mlflow_roundtrip"
 
 
-class ProbeError(Exception):
+class RoundTripError(Exception):
     def __init__(self, step: str, message: str, status: int | None = None):
         super().__init__(message)
         self.step = step
@@ -58,32 +58,32 @@ def _request(method: str, url: str, data: bytes | None = None, timeout: float = 
 
 def _proxied_round_trip(base_url: str, payload: bytes, name: str) -> None:
     api = f"{base_url.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts"
-    folder = f"{PROBE_DIR}/{name}"
+    folder = f"{ROUNDTRIP_DIR}/{name}"
     steps = [
-        ("upload", "PUT", f"{api}/{folder}/probe.txt", payload),
+        ("upload", "PUT", f"{api}/{folder}/roundtrip.txt", payload),
         ("list", "GET", f"{api}?{urllib.parse.urlencode({'path': folder})}", None),
-        ("download", "GET", f"{api}/{folder}/probe.txt", None),
+        ("download", "GET", f"{api}/{folder}/roundtrip.txt", None),
         ("delete", "DELETE", f"{api}/{folder}", None),
     ]
     for step, method, url, data in steps:
         try:
             status, body = _request(method, url, data)
         except (urllib.error.URLError, OSError) as err:
-            raise ProbeError(step, f"cannot reach the server at {base_url}: {err}") from err
+            raise RoundTripError(step, f"cannot reach the server at {base_url}: {err}") from err
         if status != 200:  # noqa: PLR2004
-            raise ProbeError(step, f"HTTP {status}: {body[:600].decode(errors='replace')}", status)
+            raise RoundTripError(step, f"HTTP {status}: {body[:600].decode(errors='replace')}", status)
         if step == "list":
             files = [f.get("path") for f in json.loads(body or b"{}").get("files", [])]
-            if not any(str(p).endswith("probe.txt") for p in files):
-                raise ProbeError(step, f"the uploaded probe is not listed (listing: {files})")
+            if not any(str(p).endswith("roundtrip.txt") for p in files):
+                raise RoundTripError(step, f"the uploaded artifact is not listed (listing: {files})")
         if step == "download" and body != payload:
-            raise ProbeError(
+            raise RoundTripError(
                 step, f"downloaded {len(body)} bytes that differ from the {len(payload)} uploaded"
             )
-    # Remove the (now empty) probe folder itself when nobody else is probing.
-    status, body = _request("GET", f"{api}?{urllib.parse.urlencode({'path': PROBE_DIR})}")
+    # Remove the (now empty) round-trip folder itself when no other round trip is running.
+    status, body = _request("GET", f"{api}?{urllib.parse.urlencode({'path': ROUNDTRIP_DIR})}")
     if status == 200 and not json.loads(body or b"{}").get("files"):  # noqa: PLR2004
-        _request("DELETE", f"{api}/{PROBE_DIR}")
+        _request("DELETE", f"{api}/{ROUNDTRIP_DIR}")
 
 
 def _direct_round_trip(artifact_uri: str, payload: bytes, name: str) -> None:
@@ -91,32 +91,32 @@ def _direct_round_trip(artifact_uri: str, payload: bytes, name: str) -> None:
 
     step = "connect"
     try:
-        repo = get_artifact_repository(f"{artifact_uri.rstrip('/')}/{PROBE_DIR}/{name}")
+        repo = get_artifact_repository(f"{artifact_uri.rstrip('/')}/{ROUNDTRIP_DIR}/{name}")
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "probe.txt"
+            local = Path(tmp) / "roundtrip.txt"
             local.write_bytes(payload)
             step = "upload"
             repo.log_artifact(str(local))
             step = "list"
             listed = [f.path for f in repo.list_artifacts()]
-            if "probe.txt" not in listed:
-                raise ProbeError(step, f"the uploaded probe is not listed (listing: {listed})")
+            if "roundtrip.txt" not in listed:
+                raise RoundTripError(step, f"the uploaded artifact is not listed (listing: {listed})")
             step = "download"
             # MLflow refuses a destination directory that does not exist yet.
             down = Path(tmp) / "down"
             down.mkdir()
-            got = Path(repo.download_artifacts("probe.txt", dst_path=str(down)))
+            got = Path(repo.download_artifacts("roundtrip.txt", dst_path=str(down)))
             if got.read_bytes() != payload:
-                raise ProbeError(step, "downloaded bytes differ from the uploaded ones")
+                raise RoundTripError(step, "downloaded bytes differ from the uploaded ones")
             step = "delete"
             repo.delete_artifacts()
-        parent = get_artifact_repository(f"{artifact_uri.rstrip('/')}/{PROBE_DIR}")
+        parent = get_artifact_repository(f"{artifact_uri.rstrip('/')}/{ROUNDTRIP_DIR}")
         if not parent.list_artifacts():
             parent.delete_artifacts()
-    except ProbeError:
+    except RoundTripError:
         raise
     except Exception as err:
-        raise ProbeError(step, f"{type(err).__name__}: {err}") from err
+        raise RoundTripError(step, f"{type(err).__name__}: {err}") from err
 
 
 def classify(text: str, uri_parts: dict) -> tuple[str, str]:
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "path": parsed.path,
     }
     name = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
-    payload = f"mlflow probe {name}\n".encode()
-    result: dict = {"ok": True, "mode": args.mode, "artifact_uri": args.artifact_uri, "probe": name}
+    payload = f"mlflow round trip {name}\n".encode()
+    result: dict = {"ok": True, "mode": args.mode, "artifact_uri": args.artifact_uri, "artifact": name}
 
     try:
         if args.mode == "proxied":
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _direct_round_trip(args.artifact_uri, payload, name)
         return _emit(result, 0)
-    except ProbeError as err:
+    except RoundTripError as err:
         result.update(ok=False, step=err.step, error=str(err))
         if err.status in (401, 403):
             result.update(
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "proxied":
         try:
             _direct_round_trip(args.artifact_uri, payload, name + "-direct")
-        except ProbeError as err:
+        except RoundTripError as err:
             direct_error = f"{err.step}: {err}"
         except Exception:  # noqa: BLE001
             direct_error = traceback.format_exc(limit=3)
