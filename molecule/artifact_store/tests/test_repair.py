@@ -72,3 +72,55 @@ def test_broken_tree_is_repaired_then_left_alone(podman_host):
     assert dirs >= 5 and files >= 4
     assert recap(second.stdout, DEFAULT_HOST)["changed"] == 0
     host.check_output(f"rm -rf {BROKEN}")
+
+
+CUSTOM_HOST = "artifact-store-custom"
+CUSTOM_ROOT = "/srv/mlflow/artifacts"
+DROPIN = "/etc/ssh/sshd_config.d/50-mlflow-artifact-store.conf"
+# Everything the role manages on the host, damaged at once: the drop-in's content (its Port 2222
+# line) and mode, sshd stopped and disabled, /run/sshd gone, a package removed, the tree's modes.
+DAMAGE = f"""set -e
+sed -i '/^Port 2222$/d' {DROPIN}
+chmod 0600 {DROPIN}
+systemctl disable --now ssh.service 2>/dev/null
+rm -rf /run/sshd
+dpkg --remove --force-depends openssh-sftp-server >/dev/null 2>&1
+chmod 0777 {CUSTOM_ROOT}
+echo x > {CUSTOM_ROOT}/hand-made.txt
+chmod 0606 {CUSTOM_ROOT}/hand-made.txt
+"""
+
+
+def managed_state(host) -> dict:
+    """What the damage touches, as the role leaves it."""
+    ssh = host.service("ssh")
+    dropin = host.file(DROPIN)
+    return {
+        "dropin": (dropin.sha256sum, dropin.user, dropin.group, dropin.mode),
+        "sshd": (ssh.is_running, ssh.is_enabled),
+        "run_sshd": host.file("/run/sshd").is_directory,
+        "sftp_server": host.package("openssh-sftp-server").is_installed,
+        "port_2222": host.socket("tcp://0.0.0.0:2222").is_listening,
+        "root_mode": host.file(CUSTOM_ROOT).mode,
+    }
+
+
+def test_damaged_host_is_repaired_by_one_converge_then_left_alone(podman_host):
+    host = podman_host(CUSTOM_HOST)
+    limit = ("--limit", CUSTOM_HOST)
+    before = managed_state(host)
+    assert before["sshd"] == (True, True) and before["port_2222"] and before["sftp_server"]
+
+    host.check_output(DAMAGE)
+    damaged = managed_state(host)
+    for what in before:
+        assert damaged[what] != before[what], f"{what} was not damaged"
+
+    repair = run_playbook(SCENARIO_DIR, "converge.yml", *limit)
+    assert recap(repair.stdout, CUSTOM_HOST)["changed"] >= 5
+    assert managed_state(host) == before
+    assert host.file(f"{CUSTOM_ROOT}/hand-made.txt").mode == 0o640
+
+    again = run_playbook(SCENARIO_DIR, "converge.yml", *limit)
+    assert recap(again.stdout, CUSTOM_HOST)["changed"] == 0
+    host.check_output(f"rm -f {CUSTOM_ROOT}/hand-made.txt")
