@@ -346,18 +346,18 @@ def use_prebuilt(image: str, distro: str) -> None:
 
 
 def systemd_boots(image: str) -> bool:
-    name = f"hostprep-probe-{os.getpid()}"
+    name = f"hostprep-trial-{os.getpid()}"
     try:
         started = podman("run", "-d", "--name", name, "--systemd=always", image, "/lib/systemd/systemd")
         if started.returncode != 0:
-            log(f"probe container did not start: {started.stderr.strip()[-300:]}")
+            log(f"trial container did not start: {started.stderr.strip()[-300:]}")
             return False
         for _ in range(60):
             state = podman("exec", name, "systemctl", "is-system-running").stdout.strip()
             if state in ("running", "degraded"):
                 return True
             time.sleep(0.5)
-        log(f"probe container booted but systemd says {state!r}")
+        log(f"trial container booted but systemd says {state!r}")
         return False
     finally:
         podman("rm", "-f", "-t", "0", name)

@@ -140,14 +140,14 @@ class TreeChecks:
         """Report whether the account can traverse every parent of the artifact root."""
         root, name = self.root, self.p["account"]
         blocked = []
-        probe = os.path.dirname(root)
+        parent = os.path.dirname(root)
         while True:
-            pst = lstat(probe)
+            pst = lstat(parent)
             if pst and not self.ident.can(pst, 1):
-                blocked.append(f"{probe} ({owner_text(pst)})")
-            if probe == "/":
+                blocked.append(f"{parent} ({owner_text(pst)})")
+            if parent == "/":
                 break
-            probe = os.path.dirname(probe)
+            parent = os.path.dirname(parent)
         if blocked:
             self.r.error(
                 "artifact_path",

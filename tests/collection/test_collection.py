@@ -98,6 +98,10 @@ def test_tarball_holds_the_collection_and_nothing_local(installed: tuple[Path, d
         "plugins/module_utils/sftp_uri.py",
         "plugins/filter/mlflow_uri.py",
         "roles/mlflow/tasks/main.yml",
+        # The SFTP store plugin's role, with the package it installs (its tests stay out).
+        "roles/sftp_store_plugin/tasks/present.yml",
+        "roles/sftp_store_plugin/files/mlflow-sftp-store/pyproject.toml",
+        "roles/sftp_store_plugin/files/mlflow-sftp-store/src/mlflow_sftp_store/__init__.py",
     ):
         assert wanted in names, wanted
     for unwanted in ("collections", "molecule", "benchmarks", "tests", ".venv", ".cache", "credentials"):

@@ -1,5 +1,5 @@
-"""Unit tests for plugins/modules/mlflow_hand_started.py and the /proc reading it shares with the
-doctor (plugins/module_utils/mlflow_processes.py): hand-started server detection.
+"""Unit tests for plugins/module_utils/hand_started_servers.py (used by mlflow_hand_started_info and
+mlflow_hand_started) and the /proc reading it shares with the doctor (mlflow_processes.py).
 
 The command lines and database URIs are the user's notes' (shared/seed/mlflow-tracking-notes.md).
 Run: pytest roles/mlflow/tests/unit
@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
+from ansible_collections.mlops.mlflow.plugins.module_utils import hand_started_servers as hand
 from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_processes as procs
-from ansible_collections.mlops.mlflow.plugins.modules import mlflow_hand_started as hand
 
 
 @pytest.mark.parametrize(
