@@ -9,11 +9,18 @@ import time
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_host import disk_check, human_age, run
 
 
-def scan_backups(backup_dir):
-    """(newest (mtime, path) or None, number of files, OSError or None) of the files in BACKUP_DIR.
+def is_backup(name):
+    """Whether a file NAME counts as a good backup: not a partial file (a run that failed or is
+    still going), a lock, a journal or another hidden file."""
+    return not (name.startswith(".") or name.endswith((".partial", ".lock", "-journal", "-wal", "-shm")))
 
-    Two levels of subdirectories are looked into; symlinks are not followed. The scan stops at
-    the first directory that cannot be read and returns what it found so far with the error.
+
+def scan_backups(backup_dir):
+    """(newest (mtime, path) or None, number of files, OSError or None) of the backups in BACKUP_DIR.
+
+    Two levels of subdirectories are looked into; symlinks are not followed; only files that
+    count as a good backup (is_backup) are. The scan stops at the first directory that cannot be
+    read and returns what it found so far with the error.
     """
     newest, count = None, 0
     try:
@@ -24,7 +31,7 @@ def scan_backups(backup_dir):
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False) and depth < 2:
                         stack.append((entry.path, depth + 1))
-                    elif entry.is_file(follow_symlinks=False):
+                    elif entry.is_file(follow_symlinks=False) and is_backup(entry.name):
                         count += 1
                         mtime = entry.stat(follow_symlinks=False).st_mtime
                         if newest is None or mtime > newest[0]:
@@ -67,7 +74,7 @@ class BackupChecks:
             return
         age = time.time() - newest[0]
         limit = self.p["backup_max_age_days"] * 86400
-        text = f"newest of {count} backup file(s) is {newest[1]}, {human_age(age)} old"
+        text = f"newest good backup of {count} is {newest[1]}, {human_age(age)} old"
         if timer_active:
             text += f" ({timer} active)"
         if age > limit:

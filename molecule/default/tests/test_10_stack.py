@@ -29,7 +29,7 @@ def test_client_environment(podman_host):
     assert env.mode == 0o600
     assert env.user == "mlops"
     exported = client.check_output("su - mlops -c 'echo $MLFLOW_TRACKING_URI $MLFLOW_TRACKING_USERNAME'")
-    assert exported == "http://default-server:5000 admin"
+    assert exported == "http://default-server:5000 mlops"
 
 
 def test_training_script_proxied(podman_host):

@@ -1,9 +1,11 @@
-"""Damage what mlflow_client manages; one site.yml run repairs it, the next changes nothing."""
+"""Damage what mlflow_client manages (files, a package, the user's MLflow account); one site.yml run
+repairs it, the next changes nothing."""
 
 import re
 
+from accounts import as_admin, can_log_in, user_password
 from conftest import run_playbook
-from stack import CLIENT, PROJECT_DIR, SCENARIO_DIR
+from stack import CLIENT, PROJECT_DIR, SCENARIO_DIR, SERVER
 
 ENV = "/home/mlops/.mlflow/mlflow.env"
 PROFILE = "/home/mlops/.profile"
@@ -37,9 +39,14 @@ def changed(output: str) -> dict[str, int]:
 
 
 def test_one_run_repairs_the_client_the_next_changes_nothing(podman_host):
-    client = podman_host(CLIENT)
+    client, server = podman_host(CLIENT), podman_host(SERVER)
     before = managed_state(client)
     client.check_output(DAMAGE)
+    # The user's MLflow account too: another password set on the server.
+    assert (
+        as_admin(server, "PATCH", "/update-password", {"username": "mlops", "password": "x" * 20})[0] == 200
+    )
+    assert not can_log_in(server, "mlops", user_password("mlops"))
     damaged = managed_state(client)
     for what in before:
         assert damaged[what] != before[what], f"{what} was not damaged"
@@ -47,6 +54,7 @@ def test_one_run_repairs_the_client_the_next_changes_nothing(podman_host):
     repair = run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"))
     assert changed(repair.stdout)[CLIENT] > 0
     assert managed_state(client) == before
+    assert can_log_in(server, "mlops", user_password("mlops"))
     exported = client.check_output("su - mlops -c 'echo $MLFLOW_TRACKING_URI'")
     assert exported == "http://default-server:5000"
 

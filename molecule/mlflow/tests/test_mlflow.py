@@ -390,7 +390,75 @@ def test_backup_timer_output_restores_into_a_fresh_database(server, logged_run):
     assert found == logged_run["run_id"]
 
 
-def test_documented_restore_brings_back_the_backed_up_state(server, logged_run):
+LOAD_SCRIPT = r"""
+import json, sys, time
+from mlflow import MlflowClient
+client, seconds, out = MlflowClient(), float(sys.argv[1]), sys.argv[2]
+run = client.create_run(client.get_experiment_by_name("backup-load").experiment_id)
+done, errors, end = 0, [], time.time() + seconds
+while time.time() < end:
+    try:
+        client.log_metric(run.info.run_id, "loss", 1.0 / (done + 1), step=done)
+        done += 1
+    except Exception as exc:
+        errors.append(repr(exc)[:200])
+json.dump({"logged": done, "errors": errors[:5], "error_count": len(errors)}, open(out, "w"))
+"""
+
+
+def test_backup_completes_while_8_clients_log(server):
+    """The one-step copy: a backup under steady writes finishes and the writers see no error."""
+    server.check_output(f"cat > /tmp/load.py <<'EOF'\n{LOAD_SCRIPT}\nEOF")
+    # The experiment exists before the writers start.
+    run_client(server, "import json, mlflow\nmlflow.set_experiment('backup-load')\nprint(json.dumps({}))")
+    env = (
+        f"MLFLOW_TRACKING_URI={URL} MLFLOW_TRACKING_USERNAME=admin "
+        f"MLFLOW_TRACKING_PASSWORD={shlex.quote(admin_password())} MLFLOW_DISABLE_TELEMETRY=true HOME=/tmp"
+    )
+    for i in range(8):
+        out = f"/tmp/load{i}.json"
+        server.check_output(
+            f"cd /tmp && rm -f {out} && {env} nohup {VENV}/bin/python /tmp/load.py 40 {out} "
+            f">/tmp/load{i}.log 2>&1 &"
+        )
+    time.sleep(10)
+    server.check_output("systemctl start mlflow-backup.service")
+    assert server.check_output("systemctl show -p Result --value mlflow-backup.service") == "success"
+    backup = newest_backup(server, "scheduled")
+    assert server.check_output(f"sqlite3 {backup} 'PRAGMA integrity_check'") == "ok"
+    server.check_output(
+        "for i in $(seq 1 90); do [ $(ls /tmp/load?.json 2>/dev/null | wc -l) = 8 ] && exit 0; "
+        "sleep 1; done; exit 1"
+    )
+    for i in range(8):
+        seen = json.loads(server.file(f"/tmp/load{i}.json").content_string)
+        assert seen["error_count"] == 0, seen
+        assert seen["logged"] > 10, seen
+
+
+def test_a_failed_backup_fails_the_unit_and_leaves_no_partial_file(server):
+    """A full disk (RLIMIT_FSIZE through a drop-in): the unit fails, nothing half-written stays, the
+    backups there before are kept, and the next good run succeeds."""
+    before = server.check_output(f"ls -1 {STATE}/backups/").split()
+    dropin = "/run/systemd/system/mlflow-backup.service.d"
+    server.check_output(
+        f"mkdir -p {dropin} && printf '[Service]\\nLimitFSIZE=64K\\n' > {dropin}/full-disk.conf"
+    )
+    try:
+        server.check_output("systemctl daemon-reload")
+        assert server.run("systemctl start mlflow-backup.service").rc != 0
+        assert server.check_output("systemctl show -p Result --value mlflow-backup.service") != "success"
+        after = server.check_output(f"ls -1 {STATE}/backups/").split()
+        assert not [name for name in after if name.endswith(".partial")], after
+        assert set(before) <= set(after)
+    finally:
+        server.check_output(f"rm -rf {dropin} && systemctl daemon-reload")
+        server.run("systemctl reset-failed mlflow-backup.service")
+    server.check_output("systemctl start mlflow-backup.service")
+    assert server.check_output("systemctl show -p Result --value mlflow-backup.service") == "success"
+
+
+def test_restore_playbook_brings_back_the_backed_up_state(server, logged_run):
     server.check_output("systemctl start mlflow-backup.service")
     backup = newest_backup(server, "scheduled")
     later = run_client(
@@ -400,16 +468,15 @@ def test_documented_restore_brings_back_the_backed_up_state(server, logged_run):
         "    mlflow.log_param('after_backup', 'yes')\n"
         "print(json.dumps({'run_id': r.info.run_id}))",
     )
-    # The restore procedure of roles/mlflow/README.md, step by step.
-    for step in (
-        "systemctl stop mlflow",
-        f"rm -f {DB}-wal {DB}-shm",
-        f"install -o mlops -g mlops -m 0640 {backup} {DB}",
-        f"runuser -u mlops -- sqlite3 {DB} 'PRAGMA integrity_check; PRAGMA journal_mode=WAL;'",
-        "systemctl start mlflow",
-    ):
-        server.check_output(step)
-    wait_healthy(server, 240)
+    name = backup.rsplit("/", 1)[1]
+    restore = str(PROJECT_DIR / "playbooks" / "restore.yml")
+    # A name that is not there is refused, listing the ones that are, and nothing changes.
+    refused = run_playbook(SCENARIO_DIR, restore, "-e", "mlflow_restore_backup=mlflow-nope.db", check=False)
+    assert refused.returncode != 0
+    assert name in refused.stdout
+    assert server.service("mlflow.service").is_running
+
+    run_playbook(SCENARIO_DIR, restore, "-e", f"mlflow_restore_backup={name}")
     pw = admin_password()
     kept = http(
         server, f"{URL}/api/2.0/mlflow/runs/get?run_id={logged_run['run_id']}", user="admin", password=pw
@@ -418,6 +485,13 @@ def test_documented_restore_brings_back_the_backed_up_state(server, logged_run):
     assert kept[0] == 200
     assert gone[0] == 404, gone
     assert server.check_output(f"sqlite3 {DB} 'PRAGMA journal_mode'") == "wal"
+    # What the restore replaced is one restore away: the pre-restore backup holds the later run.
+    pre = newest_backup(server, "pre-restore")
+    count = server.check_output(
+        f"sqlite3 {pre} \"SELECT count(*) FROM runs WHERE run_uuid='{later['run_id']}'\""
+    )
+    assert count == "1"
+    assert server.file(f"{STATE}/backups/basic_auth-pre-restore-{pre.split('-pre-restore-')[1]}").exists
 
 
 # --- Upgrade ------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 
 MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD only to create the admin user on first start. When the
 password variable changes later, this script sets the stored password (and the admin flag) so
-the inventory stays the source of truth. Run as the service account, with the venv's python:
+the inventory stays the source of truth. Run as the service account, with the venv's python, the
+password on stdin (never on the command line or in the environment, where `ps`, sudo's log and
+Ansible's -vvv output would show it):
 
-  MLFLOW_AUTH_ADMIN_PASSWORD=... mlflow_auth_sync.py \
-      --db-uri sqlite:////var/lib/mlflow/basic_auth.db --user admin
+  mlflow_auth_sync.py --db-uri sqlite:////var/lib/mlflow/basic_auth.db --user admin < password-file
 
 Prints {"changed": bool, "created": bool}; never prints the password.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-uri", required=True)
     parser.add_argument("--user", required=True)
     args = parser.parse_args(argv)
-    password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")
+    password = sys.stdin.read().strip("\r\n")
     if not password:
-        print(json.dumps({"error": "MLFLOW_AUTH_ADMIN_PASSWORD is empty"}))
+        print(json.dumps({"error": "no password on stdin"}))
         return 2
 
     result = {"changed": False, "created": False, "password_updated": False, "admin_flag_set": False}

@@ -10,7 +10,9 @@ When a step fails, the store is exercised directly (as the service account, outs
 service's sandbox) to find out why, and the answer names the cause: keys, host keys,
 permissions, the URI (host, port, path) or the server itself.
 
-Admin credentials come from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+Credentials (proxied mode with basic auth) come on stdin as one JSON object,
+{"username": ..., "password": ...}, never on the command line or in the environment, where
+`ps`, sudo's log and Ansible's -vvv output would show them. No stdin (a terminal): no credentials.
 Prints one JSON object; exit code 0 = artifact path works.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import socket
 import sys
 import tempfile
@@ -40,10 +41,25 @@ class RoundTripError(Exception):
         self.status = status
 
 
+# Basic-auth credentials read from stdin by main(); empty: the server runs without auth.
+CREDENTIALS: dict[str, str] = {}
+
+
+def read_credentials(stream) -> dict[str, str]:
+    """The {"username", "password"} object on STREAM (empty when STREAM is a terminal or empty)."""
+    if stream.isatty():
+        return {}
+    text = stream.read().strip()
+    if not text:
+        return {}
+    data = json.loads(text)
+    return {"username": str(data.get("username") or ""), "password": str(data.get("password") or "")}
+
+
 def _request(method: str, url: str, data: bytes | None = None, timeout: float = 60) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http://127.0.0.1)
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    user = CREDENTIALS.get("username")
+    password = CREDENTIALS.get("password")
     if user and password:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact-uri", required=True, help="the sftp:// URI the server uses")
     parser.add_argument("--mode", choices=["proxied", "direct"], default="proxied")
     args = parser.parse_args(argv)
+    CREDENTIALS.update(read_credentials(sys.stdin))
 
     parsed = urllib.parse.urlparse(args.artifact_uri)
     uri_parts = {

@@ -23,13 +23,16 @@ pytest.importorskip("flask_wtf", reason="needs mlflow[auth] in this venv")
 
 
 def run(db: Path, password: str) -> dict:
-    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # The password on stdin only: nothing of it in the environment or the arguments.
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
     out = subprocess.run(
         [sys.executable, sync.__file__, "--db-uri", f"sqlite:///{db}", "--user", "admin"],
         check=True,
         capture_output=True,
         text=True,
         env=env,
+        input=password,
     )
     assert password not in out.stdout + out.stderr
     return json.loads(out.stdout)
