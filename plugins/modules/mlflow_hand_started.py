@@ -20,14 +20,11 @@ options:
     type: str
     choices: [absent]
     default: absent
-  unit:
-    description: The role's systemd unit; processes in its control group are not hand-started.
-    type: str
-    default: mlflow.service
   timeout:
     description: Seconds to wait after SIGTERM before SIGKILL.
     type: int
     default: 30
+extends_documentation_fragment: [mlops.mlflow.hand_started]
 author: mlops-tracking
 """
 

@@ -14,11 +14,7 @@ description:
   - Reports each one's PID, user, command line, working directory, port and the SQLite file its
     C(--backend-store-uri) resolves to (a relative C(sqlite:///x.db) is relative to the working directory).
   - Read-only; M(mlops.mlflow.mlflow_hand_started) stops them.
-options:
-  unit:
-    description: The role's systemd unit; processes in its control group are not hand-started.
-    type: str
-    default: mlflow.service
+extends_documentation_fragment: [mlops.mlflow.hand_started]
 author: mlops-tracking
 """
 

@@ -8,6 +8,7 @@ ansible.cfg, roles or link, uses a role, a filter and a module by their FQCN.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,15 @@ def test_playbook_outside_the_checkout_uses_the_fqcn(installed: tuple[Path, dict
         check=False,
     )
     assert bad.returncode != 0 and "Invalid mlops_account_* variable" in bad.stdout, bad.stdout[-3000:]
+
+
+def test_every_module_documents_itself(installed: tuple[Path, dict[str, str]]) -> None:
+    """ansible-doc reads every module of the installed collection (shared doc fragments included)."""
+    tmp, env = installed
+    modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
+    result = run([str(BIN / "ansible-doc"), "--json", *(f"mlops.mlflow.{m}" for m in modules)], tmp, env)
+    docs = json.loads(result.stdout)
+    assert sorted(docs) == [f"mlops.mlflow.{m}" for m in modules]
+    for name, doc in docs.items():
+        assert doc["doc"]["options"] or name.endswith("_info"), name
+    assert "unit" in docs["mlops.mlflow.mlflow_hand_started"]["doc"]["options"]
