@@ -14,15 +14,19 @@ before anything is installed, and every refusal carries the corrected URI:
 - ``sftp://mlops@host:/path``   (empty port after the colon)
 - ``sftp://mlops@host/~/path``  (``~`` is not expanded over SFTP)
 - ``sftp://mlops@host:mlflow/mlruns`` or an inventory path ``mlflow/mlruns`` (relative path)
-- a missing user, a bad port, a password in the URI, query strings, other schemes.
+- a missing user, a bad port, a password in the URI, query strings, other schemes;
+- a host with a port in it (``192.168.1.70:22`` as the host), spaces and invisible characters
+  (a trailing space, a zero-width space pasted from a chat) in the host or the path.
 
 The good form is ``sftp://mlops@192.168.1.70:22/home/mlops/mlflow/mlruns``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
+import unicodedata
 from typing import Any
 
 SCHEME = "sftp"
@@ -240,6 +244,32 @@ def _given_text(value: Any, default_port: Any) -> str:
     return "" if value is None else str(value)
 
 
+def invisible_characters(text: str) -> list[str]:
+    """The spaces, control and invisible (format) characters in TEXT, each as 'U+XXXX NAME at N'."""
+    found = []
+    for index, char in enumerate(text):
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp"):
+            name = unicodedata.name(char, "CONTROL CHARACTER")
+            found.append(f"U+{ord(char):04X} {name} at position {index + 1}")
+    return found
+
+
+def _host_problem(host: str) -> str | None:
+    """Why HOST (brackets removed) is no host name or IP address, or None."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            name, _, port = host.rpartition(":")
+            if port.isdigit() and ":" not in name:
+                return f"the host '{host}' has a port in it: give the host alone, and the port on its own"
+            return f"bad host '{host}'"
+        return None
+    if not _HOST_RE.match(host):
+        return f"bad host '{host}'"
+    return None
+
+
 def _check_user_host_port(parts: dict[str, Any], default_user: str, default_port: Any) -> tuple:
     """(user, host, port, problems) of split PARTS, defaults filled in."""
     problems: list[str] = []
@@ -252,8 +282,8 @@ def _check_user_host_port(parts: dict[str, Any], default_user: str, default_port
     host = parts["host"]
     if not host:
         problems.append("no host")
-    elif ":" not in host and not _HOST_RE.match(host):
-        problems.append(f"bad host '{host}'")
+    elif _host_problem(host):
+        problems.append(_host_problem(host))
     port: int | None = None
     if parts.get("port_text") is not None:
         port = int(parts["port_text"])
@@ -275,6 +305,12 @@ def check(
     corrected URI (None when it cannot be guessed, e.g. no host at all).
     """
     given = _given_text(value, default_port)
+    raw = value if isinstance(value, dict) else {"uri": given}
+    invisible = [
+        f"{key} has whitespace or an invisible character ({', '.join(found)}): retype it"
+        for key in ("uri", "host", "path")
+        if isinstance(raw.get(key), str) and (found := invisible_characters(raw[key]))
+    ]
     result: dict[str, Any] = {
         "ok": False,
         "uri": given,
@@ -290,14 +326,18 @@ def check(
         result["error"] = "the URI is empty"
         result["problems"] = [result["error"]]
         return result
-    parts = _split(given)
-    problems: list[str] = list(parts["problems"])
+    parts = _split("".join(c for c in given if not invisible_characters(c)) if invisible else given)
+    problems: list[str] = invisible + list(parts["problems"])
     if parts.get("foreign"):
         result["problems"] = problems
         result["error"] = "; ".join(problems)
         return result
     user, host, port, more = _check_user_host_port(parts, default_user, default_port)
     problems.extend(more)
+    if host and re.fullmatch(r"[^:\[\]]+:[0-9]+", host):
+        # "192.168.1.70:22" given as the host: the suggestion splits it.
+        host, _, port_text = host.rpartition(":")
+        port = port if parts.get("port_text") is not None else int(port_text)
     path, path_problems = _fix_path(parts["path"], user, home)
     problems.extend(path_problems)
     suggestion = compose(host, path, user, port) if host else None

@@ -183,6 +183,9 @@ def test_check_accepts_inventory_parts():
         ("~/mlflow/mlruns", "'~' is not expanded"),
         ("/home/mlops/~/mlflow/mlruns", "'~' is not expanded"),
         ("", "no path"),
+        # A trailing space and a zero-width space pasted from a chat: invisible in the inventory.
+        ("/home/mlops/mlflow/mlruns ", "U+0020 SPACE at position 26"),
+        ("/home/mlops/ml\u200bflow/mlruns", "U+200B ZERO WIDTH SPACE at position 15"),
     ],
 )
 def test_bad_inventory_paths_are_refused(path, expected_problem):
@@ -215,3 +218,15 @@ def test_parts_of_a_valid_uri_and_refusal_of_an_invalid_one():
 def test_filter_module_exports_the_filters():
     filters = mlflow_uri.FilterModule().filters()
     assert set(filters) == {"mlflow_sftp_uri_check", "mlflow_sftp_uri_compose", "mlflow_sftp_uri_parts"}
+
+
+@pytest.mark.parametrize("host", ["192.168.1.70:22", "192.168.1.70\u200b", "mlflow-artifacts:22"])
+def test_a_port_or_an_invisible_character_in_the_host_is_refused(host):
+    result = check({"host": host, "port": 22, "path": "/home/mlops/mlflow/mlruns", "user": "mlops"})
+    assert result["ok"] is False
+    assert "[" not in result["suggestion"]
+    assert result["suggestion"].endswith(":22/home/mlops/mlflow/mlruns")
+
+
+def test_an_ipv6_host_is_still_accepted():
+    assert check({"host": "fd00::70", "port": 22, "path": "/srv/a", "user": "mlops"})["ok"]
