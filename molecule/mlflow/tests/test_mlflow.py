@@ -324,12 +324,54 @@ def test_roundtrip_leaves_nothing_behind(artifact_host):
 # --- Faults -----------------------------------------------------------------------------------
 
 
+SLOW_UPLOAD = r"""
+import base64, hashlib, http.client, json, sys, time
+cred, path, size_mb, seconds, out = sys.argv[1:6]
+token = base64.b64encode(open(cred).read().strip().encode()).decode()
+chunk, n = b"m" * (1024 * 1024), int(size_mb)
+conn = http.client.HTTPConnection("127.0.0.1", 5000, timeout=600)
+conn.putrequest("PUT", "/api/2.0/mlflow-artifacts/artifacts/" + path)
+conn.putheader("Authorization", "Basic " + token)
+conn.putheader("Content-Length", str(n * len(chunk)))
+conn.endheaders()
+for _ in range(n):
+    conn.send(chunk)
+    time.sleep(float(seconds) / n)
+resp = conn.getresponse()
+json.dump({"status": resp.status, "body": resp.read().decode()[:300]}, open(out, "w"))
+"""
+
+
+def test_a_planned_restart_lets_an_upload_in_flight_finish(server, artifact_host):
+    """TimeoutStopSec (60 s) and uvicorn's graceful shutdown: an upload that is still sending when
+    `systemctl restart mlflow` comes is answered 200 and lands whole."""
+    server.check_output(f"cat > /tmp/slow_upload.py <<'EOF'\n{SLOW_UPLOAD}\nEOF")
+    server.check_output("install -m 0600 /dev/null /root/.cred")
+    server.check_output(f"cat > /root/.cred <<'EOF'\nadmin:{admin_password()}\nEOF")
+    server.check_output(
+        "rm -f /tmp/inflight.json && nohup python3 /tmp/slow_upload.py /root/.cred "
+        "0/inflight/slow.bin 24 12 /tmp/inflight.json >/tmp/inflight.log 2>&1 &"
+    )
+    time.sleep(4)
+    server.check_output("systemctl restart mlflow")
+    server.check_output(
+        "for i in $(seq 1 120); do [ -s /tmp/inflight.json ] && exit 0; sleep 1; done; "
+        "cat /tmp/inflight.log; exit 1"
+    )
+    server.run("rm -f /root/.cred")
+    answer = json.loads(server.file("/tmp/inflight.json").content_string)
+    assert answer["status"] == 200, answer
+    landed = artifact_host.file(f"{ARTIFACT_ROOT}/0/inflight/slow.bin")
+    assert landed.size == 24 * 1024 * 1024
+    wait_healthy(server, 240)
+
+
 def test_kill_9_of_the_main_process_recovers(server):
     """systemd restarts the server by itself after kill -9 and it answers /health again.
 
     The time to healthy is printed, not asserted (timings depend on the machine's load): on a
     quiet host it is RestartSec (2 s) + MLflow's start; in these cgroup-v1 containers systemd
-    also waits TimeoutStopSec (5 s) for a cgroup-empty event that never comes.
+    also waits TimeoutStopSec (60 s) for a cgroup-empty event that never comes.
     """
     old_pid = server.check_output("systemctl show -p MainPID --value mlflow")
     restarts = int(server.check_output("systemctl show -p NRestarts --value mlflow"))
@@ -360,6 +402,40 @@ def test_service_comes_back_after_container_restart(server, logged_run):
         "print(json.dumps({'sha': hashlib.sha256(open(p, 'rb').read()).hexdigest()}))",
     )
     assert check["sha"] == logged_run["sha_uploaded"]
+
+
+# --- Garbage collection (opt-in) -----------------------------------------------------------
+
+
+def test_opt_in_gc_removes_deleted_runs_with_their_artifacts(server, artifact_host):
+    with_gc = json.dumps({"mlflow_gc_enabled": True, "mlflow_gc_older_than_days": 0})
+    run_playbook(SCENARIO_DIR, "converge.yml", "-e", with_gc)
+    assert server.service("mlflow-gc.timer").is_enabled
+    made = run_client(
+        server,
+        "import json, mlflow\n"
+        "with open('/tmp/gc.txt', 'w') as fh:\n"
+        "    fh.write('collect me')\n"
+        "with mlflow.start_run() as r:\n"
+        "    mlflow.log_artifact('/tmp/gc.txt')\n"
+        "mlflow.MlflowClient().delete_run(r.info.run_id)\n"
+        "print(json.dumps({'run_id': r.info.run_id, 'experiment_id': r.info.experiment_id}))",
+    )
+    run_dir = f"{ARTIFACT_ROOT}/{made['experiment_id']}/{made['run_id']}"
+    assert artifact_host.file(f"{run_dir}/artifacts/gc.txt").exists
+    server.check_output("systemctl start mlflow-gc.service")
+    assert server.check_output("systemctl show -p Result --value mlflow-gc.service") == "success"
+    status, _ = http(
+        server,
+        f"{URL}/api/2.0/mlflow/runs/get?run_id={made['run_id']}",
+        user="admin",
+        password=admin_password(),
+    )
+    assert status == 404
+    assert not artifact_host.file(f"{run_dir}/artifacts/gc.txt").exists
+    # Off again: the units go.
+    run_playbook(SCENARIO_DIR, "converge.yml")
+    assert not server.file("/etc/systemd/system/mlflow-gc.timer").exists
 
 
 # --- Backups and restore -------------------------------------------------------------------
