@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Test the source next to these tests, also in the `mlflow server` subprocesses, even where an older
+# copy of the package is installed (the entry points only name the module, which this path wins).
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 from sshd_server import Sshd, keygen, sshd_available
 
