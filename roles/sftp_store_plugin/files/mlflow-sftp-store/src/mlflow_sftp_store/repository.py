@@ -364,7 +364,17 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
             part.remove(conn.sftp)
             self._write_part(conn, source, remote_path, None, part)
 
-        self._upload_op(remote_path, op, part, may_retry=lambda: source.consumed == 0)
+        try:
+            self._upload_op(remote_path, op, part, may_retry=lambda: source.consumed == 0)
+        except Exception as exc:
+            _logger.warning(
+                "Streamed upload to %s on %s failed after %d bytes; nothing was stored: %s",
+                remote_path,
+                self._target.display,
+                source.consumed,
+                _describe(exc),
+            )
+            raise
 
     def _stream_destination(self, artifact_file_name: str, artifact_path: str | None) -> str:
         name = posixpath.basename(artifact_file_name.replace("\\", "/"))
