@@ -154,9 +154,14 @@ class MlflowServer:
 
 
 @pytest.fixture
-def mlflow_server(ready_home: ClientHome, tmp_path: Path) -> Iterator[MlflowServer]:
-    """A proxied-artifacts MLflow server (uvicorn, as `mlflow server` starts by default) whose
-    destination is our sshd."""
+def mlflow_server(
+    ready_home: ClientHome, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MlflowServer]:
+    """A proxied-artifacts MLflow server whose destination is our sshd: uvicorn (FastAPI routes), as
+    `mlflow server` starts by default, or gunicorn (Flask handlers) when parametrized indirectly with
+    "gunicorn"."""
+    kind = getattr(request, "param", "uvicorn")
+    sgi = ["--gunicorn-opts", "--timeout 300"] if kind == "gunicorn" else []
     assert _plugin_entry_point_installed(), "install the package first: pip install -e ."
     remote = tmp_path / "sftp-artifacts"
     server_tmp = tmp_path / "server-tmp"
@@ -178,7 +183,7 @@ def mlflow_server(ready_home: ClientHome, tmp_path: Path) -> Iterator[MlflowServ
                 sys.executable, "-m", "mlflow", "server",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                 "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "--artifacts-destination", ready_home.uri(remote),
+                "--artifacts-destination", ready_home.uri(remote), *sgi,
             ],
             env=env, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
         )  # fmt: skip

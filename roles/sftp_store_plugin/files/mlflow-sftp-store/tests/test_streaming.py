@@ -147,11 +147,17 @@ def _list(url: str, path: str) -> dict[str, int | None]:
 # --------------------------------------------------------------------------- through mlflow server
 
 
-@pytest.mark.parametrize("size_mib", [256, 1024], ids=["256MiB", "1GiB"])
+@pytest.mark.parametrize(
+    ("mlflow_server", "size_mib"),
+    [("uvicorn", 256), ("uvicorn", 1024), ("gunicorn", 256)],
+    ids=["uvicorn-256MiB", "uvicorn-1GiB", "gunicorn-256MiB"],
+    indirect=["mlflow_server"],
+)
 def test_large_proxied_upload_streams_to_sftp_without_local_spooling(
     mlflow_server: MlflowServer, size_mib: int
 ) -> None:
-    """A proxied upload through a real `mlflow server` arrives byte-identical, and the server's TMPDIR
+    """A proxied upload through a real `mlflow server` (FastAPI route under uvicorn, the async stream;
+    Flask handler under gunicorn, the blocking one) arrives byte-identical, and the server's TMPDIR
     (PrivateTmp, a RAM tmpfs on Debian 13) never holds more than a trace of it."""
     url, remote = mlflow_server.url, mlflow_server.remote
     body = Payload(size_mib * MIB)
@@ -298,3 +304,44 @@ def test_session_dropped_mid_stream_removes_the_part_file(ready_home: ClientHome
     # and the repository keeps working
     repo.log_artifact_from_stream(Payload(2 * MIB), "after.bin", "x")
     assert (remote / "x" / "after.bin").stat().st_size == 2 * MIB
+
+
+def test_slow_streamed_upload_does_not_starve_listings_and_downloads(
+    ready_home: ClientHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streamed upload holds its SSH connection as long as the HTTP client sends; it comes from a
+    pool of its own, so with one connection each, listing and downloading go on meanwhile."""
+    monkeypatch.setenv("MLFLOW_SFTP_POOL_SIZE", "1")
+    monkeypatch.setenv("MLFLOW_SFTP_STREAM_POOL_SIZE", "1")
+    remote = tmp_path / "remote"
+    repo = SftpArtifactRepository(ready_home.uri(remote))
+    repo.log_artifact_from_stream(Payload(10), "small.txt")
+    gate, waiting = threading.Event(), threading.Event()
+
+    class SlowClient:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def read(self, n: int = -1) -> bytes:
+            self.calls += 1
+            if self.calls == 1:
+                return b"x" * MIB
+            waiting.set()
+            gate.wait(60)
+            return b""
+
+    uploader = threading.Thread(target=repo.log_artifact_from_stream, args=(SlowClient(), "slow.bin"))
+    uploader.start()
+    try:
+        assert waiting.wait(30)
+        started = time.monotonic()
+        assert {f.path for f in repo.list_artifacts()} == {"small.txt"}  # the part file is hidden
+        out = tmp_path / "out"
+        out.mkdir()
+        assert Path(repo.download_artifacts("small.txt", str(out))).stat().st_size == 10
+        assert time.monotonic() - started < 20
+        assert uploader.is_alive()
+    finally:
+        gate.set()
+        uploader.join(60)
+    assert (remote / "slow.bin").read_bytes() == b"x" * MIB

@@ -13,6 +13,7 @@ import paramiko
 from mlflow_sftp_store.errors import SftpConfigError, SftpUriError
 
 ENV_POOL_SIZE = "MLFLOW_SFTP_POOL_SIZE"
+ENV_STREAM_POOL_SIZE = "MLFLOW_SFTP_STREAM_POOL_SIZE"
 ENV_KEEPALIVE = "MLFLOW_SFTP_KEEPALIVE"
 ENV_CONNECT_TIMEOUT = "MLFLOW_SFTP_CONNECT_TIMEOUT"
 ENV_IO_TIMEOUT = "MLFLOW_SFTP_IO_TIMEOUT"
@@ -21,6 +22,7 @@ ENV_KNOWN_HOSTS = "MLFLOW_SFTP_KNOWN_HOSTS"
 ENV_STALE_PART_HOURS = "MLFLOW_SFTP_STALE_PART_HOURS"
 
 DEFAULT_POOL_SIZE = 4
+DEFAULT_STREAM_POOL_SIZE = 4
 DEFAULT_KEEPALIVE = 15
 DEFAULT_CONNECT_TIMEOUT = 15.0
 DEFAULT_IO_TIMEOUT = 120.0
@@ -52,6 +54,15 @@ def _env_paths(name: str) -> tuple[str, ...] | None:
 def pool_size() -> int:
     """Maximum number of SSH connections per (user, host, port) in this process."""
     return int(_env_number(ENV_POOL_SIZE, DEFAULT_POOL_SIZE, 1))
+
+
+def stream_pool_size() -> int:
+    """Maximum number of SSH connections per (user, host, port) for streamed uploads in this process.
+
+    A streamed upload holds its connection as long as the HTTP client takes to send the body, so these
+    come from a pool of their own: slow clients cannot starve listings and downloads.
+    """
+    return int(_env_number(ENV_STREAM_POOL_SIZE, DEFAULT_STREAM_POOL_SIZE, 1))
 
 
 def stale_part_seconds() -> float:

@@ -166,11 +166,16 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
         return full
 
     def _run(
-        self, what: str, func: Callable[[SftpConnection], T], may_retry: Callable[[], bool] | None = None
+        self,
+        what: str,
+        func: Callable[[SftpConnection], T],
+        may_retry: Callable[[], bool] | None = None,
+        streams: bool = False,
     ) -> T:
-        """Run ``func`` on a pooled connection; after a connection failure retry once on a fresh one
-        (unless ``may_retry()`` says no: a stream already partly read cannot be sent again)."""
-        pool = get_pool(self._target)
+        """Run ``func`` on a pooled connection (``streams``: from the streamed uploads' pool); after a
+        connection failure retry once on a fresh one (unless ``may_retry()`` says no: a stream already
+        partly read cannot be sent again)."""
+        pool = get_pool(self._target, streams)
         for attempt in (1, 2):
             conn: SftpConnection | None = None
             reusable = False
@@ -312,12 +317,12 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
                 pass
             sftp.rename(src, dst)
 
-    def _discard_part(self, part: _Part) -> None:
+    def _discard_part(self, part: _Part, streams: bool) -> None:
         """Remove the part file of a failed upload over a fresh connection (best effort: one try; a
         leftover is swept by age later)."""
         if part.path is None:
             return
-        pool = get_pool(self._target)
+        pool = get_pool(self._target, streams)
         conn: SftpConnection | None = None
         ok = False
         try:
@@ -340,7 +345,7 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
         try:
             self._run(f"upload of {remote_path}", op, **kw)
         except BaseException:
-            self._discard_part(part)
+            self._discard_part(part, kw.get("streams", False))
             raise
 
     def _upload_with_cleanup(self, local_file: str, remote_path: str) -> None:
@@ -365,7 +370,7 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
             self._write_part(conn, source, remote_path, None, part)
 
         try:
-            self._upload_op(remote_path, op, part, may_retry=lambda: source.consumed == 0)
+            self._upload_op(remote_path, op, part, may_retry=lambda: source.consumed == 0, streams=True)
         except Exception as exc:
             _logger.warning(
                 "Streamed upload to %s on %s failed after %d bytes; nothing was stored: %s",
