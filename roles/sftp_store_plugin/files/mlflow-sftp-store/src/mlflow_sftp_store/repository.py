@@ -73,6 +73,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _sweep_note() -> str:
+    try:
+        seconds = stale_part_seconds()
+    except SftpConfigError as exc:
+        return str(exc)
+    if not seconds:
+        return f"{ENV_STALE_PART_HOURS}=0 turns sweeping off: remove it by hand"
+    return f"it is swept once untouched for {seconds / 3600:g} h ({ENV_STALE_PART_HOURS})"
+
+
 def _is_connection_failure(exc: BaseException, conn: SftpConnection | None) -> bool:
     """True when ``exc`` means the SSH connection is unusable (so a fresh one may succeed)."""
     if isinstance(exc, _NO_RETRY):
@@ -330,12 +340,11 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
             ok = part.remove(conn.sftp) or conn.is_alive()
         except Exception as exc:
             _logger.warning(
-                "Could not remove the part file %s of a failed upload on %s (%s); it is removed once "
-                "older than %s",
+                "Could not remove the part file %s of a failed upload on %s (%s); %s",
                 part.path,
                 self._target.display,
                 _describe(exc),
-                f"{ENV_STALE_PART_HOURS} hours",
+                _sweep_note(),
             )
         finally:
             if conn is not None:
