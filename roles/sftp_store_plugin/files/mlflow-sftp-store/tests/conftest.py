@@ -17,12 +17,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Test the source next to these tests (also in the `mlflow server` subprocesses: PYTHONPATH), even
-# where an older copy of the package is installed (the entry points only name the module).
+# where an older copy of the package is installed (the entry points only name the module). No
+# __pycache__ in it: the role copies that directory to the hosts.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sshd_server import Sshd, free_port, keygen, sshd_available
+from sshd_server import Sshd, free_port, keygen, sshd_available  # noqa: E402
 
-from mlflow_sftp_store.connection import close_all_pools
+from mlflow_sftp_store.connection import close_all_pools  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -174,6 +176,7 @@ def mlflow_server(
         "PYTHONUNBUFFERED": "1",
         "TMPDIR": str(server_tmp),
         "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.pop("SSH_AUTH_SOCK", None)
     log = tmp_path / "mlflow-server.log"
