@@ -6,17 +6,27 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Test the source next to these tests (also in the `mlflow server` subprocesses: PYTHONPATH), even
+# where an older copy of the package is installed (the entry points only name the module). No
+# __pycache__ in it: the role copies that directory to the hosts.
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sshd_server import Sshd, keygen, sshd_available
+from sshd_server import Sshd, free_port, keygen, sshd_available  # noqa: E402
 
-from mlflow_sftp_store.connection import close_all_pools
+from mlflow_sftp_store.connection import close_all_pools  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 CLIENT_KEY_TYPES = ("rsa", "ed25519", "ecdsa")
 
@@ -125,3 +135,83 @@ def ready_home(home: ClientHome, keys: Keys) -> ClientHome:
     home.install_key(keys.authorized["ed25519"], "id_ed25519")
     home.write_known_hosts(home.known_host_line("bracket"))
     return home
+
+
+def _plugin_entry_point_installed() -> bool:
+    return any(
+        ep.name == "sftp" and ep.value.startswith("mlflow_sftp_store")
+        for ep in entry_points(group="mlflow.artifact_repository")
+    )
+
+
+@dataclass
+class MlflowServer:
+    """A running ``mlflow server``: its URL, the SFTP destination directory, its own empty TMPDIR
+    (so a test can see whether it spools uploads there) and its log file."""
+
+    url: str
+    remote: Path
+    tmpdir: Path
+    log: Path
+
+
+@pytest.fixture
+def mlflow_server(
+    ready_home: ClientHome, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MlflowServer]:
+    """A proxied-artifacts MLflow server whose destination is our sshd: uvicorn (FastAPI routes), as
+    `mlflow server` starts by default, or gunicorn (Flask handlers) when parametrized indirectly with
+    "gunicorn"."""
+    kind = getattr(request, "param", "uvicorn")
+    sgi = ["--gunicorn-opts", "--timeout 300"] if kind == "gunicorn" else []
+    assert _plugin_entry_point_installed(), "install the package first: pip install -e ."
+    remote = tmp_path / "sftp-artifacts"
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "HOME": str(ready_home.root),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": str(server_tmp),
+        "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("SSH_AUTH_SOCK", None)
+    log = tmp_path / "mlflow-server.log"
+    with open(log, "wb") as logfh:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "mlflow", "server",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--artifacts-destination", ready_home.uri(remote), *sgi,
+            ],
+            env=env, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer /health:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield MlflowServer(url=url, remote=remote, tmpdir=server_tmp, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if "Traceback" in log.read_text():
+            print(log.read_text()[-4000:])

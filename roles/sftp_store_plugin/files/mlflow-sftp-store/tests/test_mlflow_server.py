@@ -3,84 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from conftest import ClientHome
-from sshd_server import free_port
-
-
-def _plugin_entry_point_installed() -> bool:
-    return any(
-        ep.name == "sftp" and ep.value.startswith("mlflow_sftp_store")
-        for ep in entry_points(group="mlflow.artifact_repository")
-    )
-
-
-@pytest.fixture
-def mlflow_server(ready_home: ClientHome, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A proxied-artifacts MLflow server whose destination is our sshd; yields (url, remote dir)."""
-    assert _plugin_entry_point_installed(), "install the package first: pip install -e ."
-    remote = tmp_path / "sftp-artifacts"
-    port = free_port()
-    env = {
-        **os.environ,
-        "HOME": str(ready_home.root),
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("SSH_AUTH_SOCK", None)
-    log = tmp_path / "mlflow-server.log"
-    with open(log, "wb") as logfh:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "mlflow", "server",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "--artifacts-destination", ready_home.uri(remote),
-            ],
-            env=env, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer /health:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url, remote
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if "Traceback" in log.read_text():
-            print(log.read_text()[-4000:])
+from conftest import ClientHome, MlflowServer
 
 
 def test_mlflow_server_proxied_artifacts_over_sftp(
-    mlflow_server: tuple[str, Path], ready_home: ClientHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mlflow_server: MlflowServer, ready_home: ClientHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    url, remote = mlflow_server
+    url, remote = mlflow_server.url, mlflow_server.remote
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
@@ -120,13 +56,13 @@ def test_mlflow_server_proxied_artifacts_over_sftp(
 
 
 def test_mlflow_server_logs_batches_through_the_bulk_store(
-    mlflow_server: tuple[str, Path], tmp_path: Path
+    mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
     """The real server picks the package's sqlite store, and a 1,000-metric REST batch with a NaN and
     a repeated metric reads back as MLflow stores it."""
     import json
 
-    url, _ = mlflow_server
+    url = mlflow_server.url
 
     def call(path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()

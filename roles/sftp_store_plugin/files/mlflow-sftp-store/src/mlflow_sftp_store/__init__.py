@@ -12,11 +12,12 @@ from mlflow_sftp_store.errors import (
     SftpNotFoundError,
     SftpPermissionError,
     SftpStoreError,
+    SftpUploadSourceError,
     SftpUriError,
 )
 from mlflow_sftp_store.repository import SftpArtifactRepository
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 __all__ = [
     "SftpArtifactRepository",
@@ -27,6 +28,7 @@ __all__ = [
     "SftpNotFoundError",
     "SftpPermissionError",
     "SftpStoreError",
+    "SftpUploadSourceError",
     "SftpUriError",
     "__version__",
 ]

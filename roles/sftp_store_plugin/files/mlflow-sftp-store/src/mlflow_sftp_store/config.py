@@ -13,16 +13,20 @@ import paramiko
 from mlflow_sftp_store.errors import SftpConfigError, SftpUriError
 
 ENV_POOL_SIZE = "MLFLOW_SFTP_POOL_SIZE"
+ENV_STREAM_POOL_SIZE = "MLFLOW_SFTP_STREAM_POOL_SIZE"
 ENV_KEEPALIVE = "MLFLOW_SFTP_KEEPALIVE"
 ENV_CONNECT_TIMEOUT = "MLFLOW_SFTP_CONNECT_TIMEOUT"
 ENV_IO_TIMEOUT = "MLFLOW_SFTP_IO_TIMEOUT"
 ENV_IDENTITY_FILES = "MLFLOW_SFTP_IDENTITY_FILES"
 ENV_KNOWN_HOSTS = "MLFLOW_SFTP_KNOWN_HOSTS"
+ENV_STALE_PART_HOURS = "MLFLOW_SFTP_STALE_PART_HOURS"
 
 DEFAULT_POOL_SIZE = 4
+DEFAULT_STREAM_POOL_SIZE = 4
 DEFAULT_KEEPALIVE = 15
 DEFAULT_CONNECT_TIMEOUT = 15.0
 DEFAULT_IO_TIMEOUT = 120.0
+DEFAULT_STALE_PART_HOURS = 24.0
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
@@ -50,6 +54,23 @@ def _env_paths(name: str) -> tuple[str, ...] | None:
 def pool_size() -> int:
     """Maximum number of SSH connections per (user, host, port) in this process."""
     return int(_env_number(ENV_POOL_SIZE, DEFAULT_POOL_SIZE, 1))
+
+
+def stream_pool_size() -> int:
+    """Maximum number of SSH connections per (user, host, port) for streamed uploads in this process.
+
+    A streamed upload holds its connection as long as the HTTP client takes to send the body, so these
+    come from a pool of their own: slow clients cannot starve listings and downloads.
+    """
+    return int(_env_number(ENV_STREAM_POOL_SIZE, DEFAULT_STREAM_POOL_SIZE, 1))
+
+
+def stale_part_seconds() -> float:
+    """Age (seconds since the last write) after which a part file of this plugin counts as abandoned.
+
+    0 turns the sweeping off.
+    """
+    return _env_number(ENV_STALE_PART_HOURS, DEFAULT_STALE_PART_HOURS, 0) * 3600.0
 
 
 def ssh_dir() -> str:

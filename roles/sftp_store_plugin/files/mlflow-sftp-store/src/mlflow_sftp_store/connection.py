@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from mlflow_sftp_store.config import Target, pool_size
+from mlflow_sftp_store.config import Target, pool_size, stream_pool_size
 from mlflow_sftp_store.errors import (
     SftpAuthenticationError,
     SftpConnectionError,
@@ -443,7 +443,7 @@ class ConnectionPool:
             conn.close()
 
 
-_pools: dict[tuple[str, str, int], ConnectionPool] = {}
+_pools: dict[tuple[str, str, int, bool], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 _pools_pid = os.getpid()
 
@@ -460,14 +460,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
-def get_pool(target: Target) -> ConnectionPool:
-    """The process-wide pool for ``target``'s (user, host, port)."""
+def get_pool(target: Target, streams: bool = False) -> ConnectionPool:
+    """The process-wide pool for ``target``'s (user, host, port); ``streams``: the separate one for
+    streamed uploads (held as long as an HTTP client takes to send its body)."""
     if os.getpid() != _pools_pid:
         _forget_pools_after_fork()
+    key = (*target.pool_key, streams)
     with _pools_lock:
-        pool = _pools.get(target.pool_key)
+        pool = _pools.get(key)
         if pool is None:
-            pool = _pools[target.pool_key] = ConnectionPool(pool_size())
+            pool = _pools[key] = ConnectionPool(stream_pool_size() if streams else pool_size())
         return pool
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
@@ -49,3 +50,10 @@ class SftpNotFoundError(SftpStoreError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=RESOURCE_DOES_NOT_EXIST)
+
+
+class SftpUploadSourceError(SftpStoreError):
+    """Reading what was to be uploaded (a streamed request body) failed; nothing was stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=BAD_REQUEST)

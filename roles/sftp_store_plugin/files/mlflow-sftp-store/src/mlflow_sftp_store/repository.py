@@ -9,17 +9,30 @@ import posixpath
 import socket
 import stat
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import paramiko
 from mlflow.entities import FileInfo
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
-from mlflow_sftp_store.config import Target, parse_uri, resolve_target
+try:
+    from mlflow.store.artifact.artifact_repo import StreamUploadMixin
+except ImportError:  # an MLflow without streamed uploads: its server spools them to a temp file
+
+    class StreamUploadMixin:  # type: ignore[no-redef]
+        """Stand-in; the methods below are then simply unused."""
+
+
+from mlflow_sftp_store.config import (
+    ENV_STALE_PART_HOURS,
+    Target,
+    parse_uri,
+    resolve_target,
+    stale_part_seconds,
+)
 from mlflow_sftp_store.connection import SftpConnection, get_pool
 from mlflow_sftp_store.errors import (
     SftpAuthenticationError,
@@ -29,13 +42,17 @@ from mlflow_sftp_store.errors import (
     SftpNotFoundError,
     SftpPermissionError,
     SftpStoreError,
+    SftpUploadSourceError,
     SftpUriError,
 )
+from mlflow_sftp_store.parts import PART_SUFFIX, part_name, remove_stale, sweep_due
+from mlflow_sftp_store.streaming import Source, run_with_async_source, stream_blocks
+
+__all__ = ["PART_SUFFIX", "SftpArtifactRepository"]
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PART_SUFFIX = ".mlflow-sftp.part"
 LOCAL_BLOCK = 1024 * 1024
 # Outstanding READ requests while downloading (x 255 KiB on OpenSSH = 4 MiB, twice the window).
 MAX_PREFETCH_REQUESTS = 16
@@ -47,12 +64,23 @@ _NO_RETRY = (
     SftpPermissionError,
     SftpConfigError,
     SftpNotFoundError,
+    SftpUploadSourceError,
 )
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _sweep_note() -> str:
+    try:
+        seconds = stale_part_seconds()
+    except SftpConfigError as exc:
+        return str(exc)
+    if not seconds:
+        return f"{ENV_STALE_PART_HOURS}=0 turns sweeping off: remove it by hand"
+    return f"it is swept once untouched for {seconds / 3600:g} h ({ENV_STALE_PART_HOURS})"
 
 
 def _is_connection_failure(exc: BaseException, conn: SftpConnection | None) -> bool:
@@ -93,7 +121,28 @@ def _quiet_prefetch_thread(handle: paramiko.SFTPFile) -> None:
     handle._prefetch_thread = quiet  # type: ignore[method-assign]
 
 
-class SftpArtifactRepository(ArtifactRepository):
+class _Part:
+    """The part file of the current attempt of one upload (None once renamed or removed)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+
+    def remove(self, sftp: paramiko.SFTPClient) -> bool:
+        """Remove it if there is one; True when it is gone. Only ever this upload's own file."""
+        if self.path is None:
+            return True
+        try:
+            sftp.remove(self.path)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            _logger.debug("Could not remove part file %s: %s", self.path, _describe(exc))
+            return False
+        self.path = None
+        return True
+
+
+class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
     """Artifacts in a directory of an SSH server, read and written over SFTP (paramiko, no pysftp)."""
 
     def __init__(
@@ -126,9 +175,17 @@ class SftpArtifactRepository(ArtifactRepository):
             raise SftpUriError(f"Artifact path {rel!r} points outside the artifact root {self.path!r}")
         return full
 
-    def _run(self, what: str, func: Callable[[SftpConnection], T]) -> T:
-        """Run ``func`` on a pooled connection; after a connection failure retry once on a fresh one."""
-        pool = get_pool(self._target)
+    def _run(
+        self,
+        what: str,
+        func: Callable[[SftpConnection], T],
+        may_retry: Callable[[], bool] | None = None,
+        streams: bool = False,
+    ) -> T:
+        """Run ``func`` on a pooled connection (``streams``: from the streamed uploads' pool); after a
+        connection failure retry once on a fresh one (unless ``may_retry()`` says no: a stream already
+        partly read cannot be sent again)."""
+        pool = get_pool(self._target, streams)
         for attempt in (1, 2):
             conn: SftpConnection | None = None
             reusable = False
@@ -142,6 +199,12 @@ class SftpArtifactRepository(ArtifactRepository):
                 reusable = not lost and conn is not None and conn.is_alive()
                 if not lost:
                     raise
+                if attempt == 1 and may_retry is not None and not may_retry():
+                    raise SftpConnectionError(
+                        f"SFTP {what} on {self._target.display} failed: the connection was lost in the "
+                        f"middle of a streamed upload, which cannot be replayed ({_describe(exc)}); "
+                        "nothing was stored, send it again"
+                    ) from exc
                 if attempt == 2:
                     if isinstance(exc, SftpConnectionError):
                         raise
@@ -198,34 +261,57 @@ class SftpArtifactRepository(ArtifactRepository):
             if st is None or not stat.S_ISDIR(st.st_mode or 0):
                 raise
 
-    def _upload(self, conn: SftpConnection, local_file: str, remote_path: str) -> None:
+    def _write_part(
+        self,
+        conn: SftpConnection,
+        blocks: Iterable[bytes],
+        remote_path: str,
+        expected: int | None,
+        part: _Part,
+    ) -> None:
+        """Write ``blocks`` to a fresh part file next to ``remote_path``, check its size, rename it into
+        place. On a failure with the connection still usable the part file is removed here."""
         sftp = conn.sftp
         directory, name = posixpath.split(remote_path)
-        part = posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
-        with open(local_file, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
-            try:
-                with self._remote(directory):
-                    with sftp.open(part, "wb", bufsize=0) as dst:
-                        dst.set_pipelined(True)
-                        dst.MAX_REQUEST_SIZE = conn.write_chunk
-                        while block := src.read(LOCAL_BLOCK):
-                            dst.write(block)
-                    written = sftp.stat(part).st_size
-                    if written != size:
-                        raise SftpStoreError(
-                            f"Upload of {local_file!r} to {remote_path!r} is incomplete "
-                            f"({written} of {size} bytes)"
-                        )
-                with self._remote(remote_path):
-                    self._rename(sftp, part, remote_path)
-            except Exception as exc:
-                if conn.is_alive() and not _is_connection_failure(exc, conn):
-                    try:
-                        sftp.remove(part)
-                    except OSError:
-                        pass
-                raise
+        part.path = posixpath.join(directory, part_name(name))
+        total = 0
+        try:
+            with self._remote(directory):
+                with sftp.open(part.path, "wb", bufsize=0) as dst:
+                    self._sweep_on_upload(sftp, directory, part.path)
+                    dst.set_pipelined(True)
+                    dst.MAX_REQUEST_SIZE = conn.write_chunk
+                    for block in blocks:
+                        dst.write(block)
+                        total += len(block)
+                written = sftp.stat(part.path).st_size
+            if written != total or (expected is not None and total != expected):
+                want = total if expected is None else expected
+                raise SftpStoreError(f"Upload to {remote_path!r} is incomplete ({written} of {want} bytes)")
+            with self._remote(remote_path):
+                self._rename(sftp, part.path, remote_path)
+            part.path = None
+        except Exception as exc:
+            if conn.is_alive() and not _is_connection_failure(exc, conn):
+                part.remove(sftp)
+            raise
+
+    def _sweep_on_upload(self, sftp: paramiko.SFTPClient, directory: str, own_part: str) -> None:
+        """Remove abandoned part files of ``directory`` (at most once per directory and hour).
+
+        The age is measured on the SFTP server's clock: the mtime of our own, just created part file.
+        """
+        max_age = stale_part_seconds()
+        if not sweep_due((*self._target.pool_key, directory), max_age):
+            return
+        try:
+            now = sftp.stat(own_part).st_mtime
+            entries = sftp.listdir_attr(directory)
+        except OSError as exc:
+            _logger.debug("No part-file sweep in %s: %s", directory, exc)
+            return
+        if now is not None:
+            remove_stale(sftp, directory, entries, now, max_age)
 
     @staticmethod
     def _rename(sftp: paramiko.SFTPClient, src: str, dst: str) -> None:
@@ -241,28 +327,76 @@ class SftpArtifactRepository(ArtifactRepository):
                 pass
             sftp.rename(src, dst)
 
-    def _cleanup_parts(self, sftp: paramiko.SFTPClient, directory: str) -> None:
-        """Remove partial uploads a dropped connection left behind in ``directory``."""
+    def _discard_part(self, part: _Part, streams: bool) -> None:
+        """Remove the part file of a failed upload over a fresh connection (best effort: one try; a
+        leftover is swept by age later)."""
+        if part.path is None:
+            return
+        pool = get_pool(self._target, streams)
+        conn: SftpConnection | None = None
+        ok = False
         try:
-            for attr in sftp.listdir_attr(directory):
-                if attr.filename.endswith(PART_SUFFIX):
-                    try:
-                        sftp.remove(posixpath.join(directory, attr.filename))
-                    except OSError:
-                        pass
-        except OSError:
-            pass
+            conn = pool.acquire(self._target)
+            ok = part.remove(conn.sftp) or conn.is_alive()
+        except Exception as exc:
+            _logger.warning(
+                "Could not remove the part file %s of a failed upload on %s (%s); %s",
+                part.path,
+                self._target.display,
+                _describe(exc),
+                _sweep_note(),
+            )
+        finally:
+            if conn is not None:
+                pool.release(conn, ok and conn.is_alive())
+
+    def _upload_op(self, remote_path: str, op: Callable[[SftpConnection], None], part: _Part, **kw) -> None:
+        try:
+            self._run(f"upload of {remote_path}", op, **kw)
+        except BaseException:
+            self._discard_part(part, kw.get("streams", False))
+            raise
 
     def _upload_with_cleanup(self, local_file: str, remote_path: str) -> None:
-        state = {"attempts": 0}
+        """Upload a local file; after a lost connection it is sent again from the start."""
+        part = _Part()
 
         def op(conn: SftpConnection) -> None:
-            state["attempts"] += 1
-            if state["attempts"] > 1:
-                self._cleanup_parts(conn.sftp, posixpath.dirname(remote_path))
-            self._upload(conn, local_file, remote_path)
+            part.remove(conn.sftp)  # the previous attempt's, if any: only ours, never other uploads'
+            with open(local_file, "rb") as src:
+                size = os.fstat(src.fileno()).st_size
+                self._write_part(conn, stream_blocks(src, LOCAL_BLOCK), remote_path, size, part)
 
-        self._run(f"upload of {remote_path}", op)
+        self._upload_op(remote_path, op, part)
+
+    def _upload_stream(self, blocks: Iterator[bytes], remote_path: str) -> None:
+        """Upload what ``blocks`` yields (a request body); retried only if nothing was read yet."""
+        source = Source(blocks, f"the content for {remote_path!r}")
+        part = _Part()
+
+        def op(conn: SftpConnection) -> None:
+            part.remove(conn.sftp)
+            self._write_part(conn, source, remote_path, None, part)
+
+        try:
+            self._upload_op(remote_path, op, part, may_retry=lambda: source.consumed == 0, streams=True)
+        except Exception as exc:
+            _logger.warning(
+                "Streamed upload to %s on %s failed after %d bytes; nothing was stored: %s",
+                remote_path,
+                self._target.display,
+                source.consumed,
+                _describe(exc),
+            )
+            raise
+
+    def _stream_destination(self, artifact_file_name: str, artifact_path: str | None) -> str:
+        name = posixpath.basename(artifact_file_name.replace("\\", "/"))
+        if name in ("", ".", ".."):
+            raise SftpUriError(f"Artifact file name {artifact_file_name!r} names no file")
+        remote_dir = self._full(artifact_path)
+        self._run(f"mkdir {remote_dir}", lambda c: self._makedirs(c.sftp, remote_dir))
+        return posixpath.join(remote_dir, name)
 
     # ------------------------------------------------------------------ ArtifactRepository API
 
@@ -300,6 +434,27 @@ class SftpArtifactRepository(ArtifactRepository):
             for future in [ex.submit(self._upload_with_cleanup, lf, rf) for lf, rf in files]:
                 future.result()
 
+    def log_artifact_from_stream(
+        self, stream: BinaryIO, artifact_file_name: str, artifact_path: str | None = None
+    ) -> None:
+        """Write a blocking binary stream (a proxied upload's request body) straight to the SFTP host.
+
+        Nothing is spooled locally: blocks go to a part file that is renamed into place at the end.
+        """
+        remote_file = self._stream_destination(artifact_file_name, artifact_path)
+        self._upload_stream(stream_blocks(stream), remote_file)
+
+    async def log_artifact_from_async_stream(
+        self, chunks: AsyncIterable[bytes], artifact_file_name: str, artifact_path: str | None = None
+    ) -> None:
+        """As ``log_artifact_from_stream`` for an async chunk stream (MLflow's FastAPI route); the SFTP
+        side runs in a thread of its own, so the event loop never waits on SSH."""
+
+        def upload(blocks: Iterator[bytes]) -> None:
+            self._upload_stream(blocks, self._stream_destination(artifact_file_name, artifact_path))
+
+        await run_with_async_source(chunks, upload, artifact_file_name)
+
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """Entries directly under ``path`` (files with sizes); [] for a file or a missing path."""
         full = self._full(path)
@@ -311,6 +466,9 @@ class SftpArtifactRepository(ArtifactRepository):
                 return []
             with self._remote(full):
                 entries = sftp.listdir_attr(full)
+            max_age = stale_part_seconds()
+            if max_age:  # abandoned uploads (local clock; the limit dwarfs any clock skew)
+                remove_stale(sftp, full, entries, time.time(), max_age)
             infos = []
             for attr in entries:
                 name = attr.filename
