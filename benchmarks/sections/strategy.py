@@ -80,6 +80,9 @@ def install_timing(lab: Lab, host: str, args: argparse.Namespace, version: str) 
     """pip against uv on the host (scripts/install_timing.py), uv copied in from this venv."""
     del lab
     uv = REPO / ".venv" / "bin" / "uv"
+    # `python3 -m venv` needs python3-venv (ensurepip), which the image lacks and the mlflow role
+    # installs only on the tracking server: installed here first, untimed.
+    sh("podman", "exec", host, "sh", "-c", "apt-get update -qq && apt-get install -y -qq python3-venv")
     sh("podman", "cp", str(uv), f"{host}:/usr/local/bin/uv")
     req = REQUIREMENT.format(version=version)
     log(f"install timing on {host}: pip against uv, {req}, {args.install_rounds} round(s)")
@@ -128,10 +131,17 @@ def run(lab: Lab, args: argparse.Namespace) -> dict:
     inv2 = lab.inventory(BASELINE, "strategy-mitogen")
     mitogen2, linear2 = mitogen_env(lab, "mitogen-cold"), ansible_env(lab, "linear-after", None)
     cold_m = attempt(lab, inv2, mitogen2, "strategy-mitogen-cold")
-    if "error" not in cold_m:
+    if "error" in cold_m:
+        # A second attempt on the same hosts: does Mitogen get through once the first one's
+        # side effects (e.g. python3-apt, auto-installed by the apt module) are in place?
+        cold_m["second_attempt"] = attempt(lab, inv2, mitogen2, "strategy-mitogen-cold-2")
+        if "error" not in cold_m["second_attempt"]:
+            log_2 = LOGS / "bench-strategy-mitogen-cold-2.log"
+            cold_m["second_attempt"]["pip_task_s"] = task_seconds(log_2, PIP_TASK)
+    else:
         cold_m["pip_task_s"] = task_seconds(LOGS / "bench-strategy-mitogen-cold.log", PIP_TASK)
     out["mitogen_cold"] = cold_m
-    if "error" not in cold_m:
+    if "error" not in cold_m.get("second_attempt", cold_m):
         out["mitogen_cold_rerun"] = attempt(lab, inv2, mitogen2, "strategy-mitogen-cold-rerun")
         out["mitogen_cold_linear_rerun"] = attempt(lab, inv2, linear2, "strategy-mitogen-cold-linear-rerun")
     lab.remove(list(BASELINE.values()))
