@@ -301,7 +301,7 @@ def md_strategy(st: dict) -> list[str]:
     """The strategy section: its site.yml runs, then pip against uv."""
     lines = md_strategy_runs(st)
     inst = st.get("install", {})
-    if "error" in inst:
+    if "error" in inst and "rows" not in inst:
         return [*lines, "", f"pip against uv: not measured ({inst['error']})."]
     if inst:
         lines += [
@@ -327,6 +327,8 @@ def md_strategy(st: dict) -> list[str]:
                 f"| {tool} | {r['source']} | {pyc} | {r['uv_cache']} | {r['venv_s']} | "
                 f"{r['install_s']} | {r['total_s']} | {r['packages']} | {r['size_mb']} |"
             )
+        if inst.get("note"):
+            lines += ["", f"Note: {inst['note']}"]
     return lines
 
 

@@ -124,7 +124,8 @@ def run(lab: Lab, args: argparse.Namespace) -> dict:
     try:
         out["install"] = install_timing(lab, TUNED["artifact"], args, mlflow_version())
     except Exception as exc:  # noqa: BLE001 - the Mitogen cold converge still runs
-        out["install"] = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        # The error keeps the script's progress (one JSON row per variant on stderr).
+        out["install"] = {"error": f"{type(exc).__name__}: {str(exc)[:3000]}"}
     # The Mitogen cold converge gets fresh hosts of its own.
     lab.remove(list(TUNED.values()))
     lab.start(BASELINE)
