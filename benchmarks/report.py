@@ -234,6 +234,104 @@ def md_permissions(perm: dict) -> list[str]:
     return lines
 
 
+def run_cells(run: dict) -> str:
+    """Wall time, changed and load of one site.yml run, or its failure, as table cells."""
+    if "error" in run:
+        first = " ".join((run.get("first_errors") or [run["error"]])[0].split()).replace("|", "/")
+        return f"**failed** | - | - | {first[:160]} (`{run['log']}`) |"
+    return f"{run['wall_s']} | {run['changed']} | {run['load_before'][0]} | |"
+
+
+def median(values: list[float]) -> float | None:
+    """The median of a few numbers (None for none)."""
+    v = sorted(values)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else round((v[mid - 1] + v[mid]) / 2, 1)
+
+
+def md_strategy_runs(st: dict) -> list[str]:
+    """The site.yml runs of the strategy section: cold, alternating re-runs, Mitogen cold."""
+    mitogen = f"`ansible-mitogen.cfg` (Mitogen {st['mitogen']}, `mitogen_linear`)"
+    lines = [
+        "",
+        "## Strategy: Mitogen and the MLflow install (issue #17)",
+        "",
+        "| `site.yml` run (2 hosts, SSH) | configuration | wall (s) | changed | load (1 min) | note |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+        f"| cold converge, fresh hosts | `ansible.cfg` (linear) | {run_cells(st['linear_cold'])}",
+    ]
+    rounds = max(len(v) for v in st["reruns"].values())
+    for i in range(rounds):
+        for name, label in (("linear", "`ansible.cfg` (linear)"), ("mitogen", mitogen)):
+            if i < len(st["reruns"][name]):
+                lines.append(f"| idempotent re-run {i + 1} | {label} | {run_cells(st['reruns'][name][i])}")
+    if "mitogen_cold" in st:
+        lines.append(f"| cold converge, second fresh hosts | {mitogen} | {run_cells(st['mitogen_cold'])}")
+        if "second_attempt" in st["mitogen_cold"]:
+            second = st["mitogen_cold"]["second_attempt"]
+            lines.append(f"| the same again, same hosts | {mitogen} | {run_cells(second)}")
+    for key, label, cfg in (
+        ("mitogen_cold_rerun", "its idempotent re-run", mitogen),
+        ("mitogen_cold_linear_rerun", "then a re-run", "`ansible.cfg` (linear)"),
+    ):
+        if key in st:
+            lines.append(f"| {label} | {cfg} | {run_cells(st[key])}")
+    med = {
+        name: median([r["wall_s"] for r in runs if "error" not in r]) for name, runs in st["reruns"].items()
+    }
+    cold = st["linear_cold"]
+    notes = [f"Re-run median: `ansible.cfg` {med['linear']} s, Mitogen {med['mitogen']} s"]
+    if med["linear"] and med["mitogen"]:
+        notes[0] += f" ({med['mitogen'] / med['linear']:.2f}x)"
+    if cold.get("pip_task_s") is not None:
+        notes.append(
+            f"The MLflow install task (`mlflow : Install MLflow into its virtualenv`, profile_tasks) took "
+            f"{cold['pip_task_s']} s of the cold converge's {cold['wall_s']} s ({cold['pip_share']:.0%})"
+        )
+        mc = st.get("mitogen_cold", {})
+        mc = mc.get("second_attempt", mc)
+        if mc.get("pip_task_s") is not None:
+            notes[-1] += f"; under Mitogen {mc['pip_task_s']} s of {mc['wall_s']} s"
+    return [*lines, "", ". ".join(notes) + "."]
+
+
+def md_strategy(st: dict) -> list[str]:
+    """The strategy section: its site.yml runs, then pip against uv."""
+    lines = md_strategy_runs(st)
+    inst = st.get("install", {})
+    if "error" in inst and "rows" not in inst:
+        return [*lines, "", f"pip against uv: not measured ({inst['error']})."]
+    if inst:
+        lines += [
+            "",
+            f"pip against uv on `{inst['host']}`: a fresh venv and `{inst['requirement']}` (the role's "
+            "requirement with the sandbox's settings), one after the other; `/wheelhouse` and the CA bundle "
+            "mounted as on every bench host (pip: `/etc/pip.conf`; uv: `--find-links /wheelhouse`, "
+            "`SSL_CERT_FILE`).",
+            "",
+            "| tool | source | bytecode compiled | uv cache | venv (s) | install (s) | total (s) "
+            "| packages | size (MB) |",
+            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in inst["rows"]:
+            if "error" in r:
+                error = " ".join(r["error"].split())[:160].replace("|", "/")
+                source = "wheelhouse only (--no-index)" if r["no_index"] else "wheelhouse + index"
+                lines.append(f"| {r['tool']} | {source} | **failed**: {error} | | | | | | |")
+                continue
+            pyc = "yes" if r["compile_bytecode"] else "no"
+            tool = " ".join(r["version"].split()[:2])  # "uv 0.13.9", "pip 23.0.1"
+            lines.append(
+                f"| {tool} | {r['source']} | {pyc} | {r['uv_cache']} | {r['venv_s']} | "
+                f"{r['install_s']} | {r['total_s']} | {r['packages']} | {r['size_mb']} |"
+            )
+        if inst.get("note"):
+            lines += ["", f"Note: {inst['note']}"]
+    return lines
+
+
 def markdown(res: dict) -> str:
     """The whole results.md of a results dict (with its ``targets`` computed already)."""
     m = res["machine"]
@@ -260,6 +358,8 @@ def markdown(res: dict) -> str:
         lines += md_artifacts(res["artifacts"])
     if res.get("permissions"):
         lines += md_permissions(res["permissions"])
+    if res.get("strategy"):
+        lines += md_strategy(res["strategy"])
     if res.get("errors"):
         lines += ["", "## Errors", "", *(f"- {e}" for e in res["errors"])]
     return "\n".join(lines) + "\n"

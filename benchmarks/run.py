@@ -16,6 +16,10 @@ Sections (``--only`` selects some, comma-separated; default all):
                 client, proxied to SFTP) against OpenSSH `sftp` to the artifact host
   permissions   the artifact tree repair on 100,000 files (benchmarks/artifact_permissions/):
                 its stored results.json, or a fresh run with --rerun-repair
+  strategy      (only when asked: --only strategy) issue #17: a cold converge with the share of
+                the MLflow install task, the idempotent re-run with ansible.cfg and with
+                ansible-mitogen.cfg (Mitogen) alternately, pip against uv installing MLflow on a
+                bench host, and a cold converge + re-runs under Mitogen on fresh hosts
 
 The hosts are rootful Podman systemd containers (`bench-*`, network `mlops-bench`) reached over
 real SSH by their bridge address, so that pipelining and ControlPersist matter. They, the
@@ -38,9 +42,11 @@ from pathlib import Path
 
 import report
 from lab import RESULTS, Lab, loadavg, log, machine
-from sections import artifacts, permissions, provisioning, tracking
+from sections import artifacts, permissions, provisioning, strategy, tracking
 
-SECTIONS = ("provisioning", "tracking", "artifacts", "permissions")
+SECTIONS = ("provisioning", "tracking", "artifacts", "permissions", "strategy")
+# What runs without --only: strategy (two more cold converges) only when asked.
+DEFAULT_SECTIONS = ("provisioning", "tracking", "artifacts", "permissions")
 
 
 def parse_args() -> tuple[argparse.Namespace, set[str]]:
@@ -49,7 +55,9 @@ def parse_args() -> tuple[argparse.Namespace, set[str]]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but strategy)",
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--metric-requests", type=int, default=200, help="log_metric requests per client")
@@ -72,6 +80,15 @@ def parse_args() -> tuple[argparse.Namespace, set[str]]:
         "--rerun-repair",
         action="store_true",
         help="run bench_repair.py (--no-file-module --repeat 1) instead of using its stored results",
+    )
+    parser.add_argument(
+        "--strategy-rounds",
+        type=int,
+        default=2,
+        help="strategy: re-runs with each of ansible.cfg and Mitogen",
+    )
+    parser.add_argument(
+        "--install-rounds", type=int, default=1, help="strategy: rounds of the pip / uv install timing"
     )
     parser.add_argument("--keep", action="store_true", help="leave the containers and network up (debugging)")
     parser.add_argument(
@@ -112,6 +129,14 @@ def main() -> int:
             res["permissions"] = permissions.run(None, args)
         except Exception as exc:  # noqa: BLE001
             res["errors"].append(f"permissions: {type(exc).__name__}: {exc}")
+    if "strategy" in only:
+        try:
+            # Hosts of its own (fresh, cold converges), after any other section's are gone.
+            with Lab(args.keep) as lab:
+                res["strategy"] = strategy.run(lab, args)
+        except Exception as exc:  # noqa: BLE001
+            res["errors"].append(f"strategy: {type(exc).__name__}: {exc}")
+            log(f"ERROR strategy: {exc}")
     res["machine"]["load_after"] = loadavg()
     res["total_s"] = round(time.perf_counter() - started, 1)
     res["targets"] = report.targets(res)

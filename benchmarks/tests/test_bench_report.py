@@ -22,7 +22,7 @@ report = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(report)
 
 # The stored runs whose markdown was written by run.py together with their JSON.
-STORED = ["results", "artifacts-5-rounds"]
+STORED = ["results", "artifacts-5-rounds", "strategy-first-run", "strategy"]
 
 
 def load(name: str) -> dict:
