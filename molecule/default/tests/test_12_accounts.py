@@ -17,19 +17,20 @@ def test_each_user_has_its_own_account(podman_host):
     assert json.loads(body)["user"]["is_admin"] is False
 
 
-def test_a_training_user_is_not_an_admin(podman_host):
+def test_a_training_user_cannot_make_itself_admin(podman_host):
     client = podman_host(CLIENT)
-    # The user's own, valid credentials: listing the users needs the admin (403, not 401).
+    # The user's own, valid credentials: granting the admin flag needs the admin (403, not 401).
     login_shell(
         client,
         "install -m 0600 /dev/null ~/.cred && "
         'echo "$MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD" > ~/.cred',
     )
-    url = login_shell(client, "echo ${MLFLOW_TRACKING_URI%/}") + "/api/2.0/mlflow/users/list"
+    url = login_shell(client, "echo ${MLFLOW_TRACKING_URI%/}") + "/api/2.0/mlflow/users/update-admin"
     cert = login_shell(client, "echo $MLFLOW_TRACKING_SERVER_CERT_PATH")
-    status, body = call(client, "GET", url, "/home/mlops/.cred", cafile=cert, user="mlops")
+    body = {"username": "mlops", "is_admin": True}
+    status, text = call(client, "PATCH", url, "/home/mlops/.cred", body, cafile=cert, user="mlops")
     client.run_test("rm -f /home/mlops/.cred")
-    assert status == 403, body
+    assert status == 403, text
 
 
 def test_the_admin_password_is_nowhere_on_the_client(podman_host):
