@@ -15,13 +15,14 @@ CUSTOM_HOST = "artifact-store-custom"
 HOSTS = (DEFAULT_HOST, CUSTOM_HOST)
 ROOTS = {DEFAULT_HOST: DEFAULT_ROOT, CUSTOM_HOST: "/srv/mlflow/artifacts"}
 REPO = "/srv/artifact-backup"
-PASSWORD_FILE = "/etc/artifact-backup/password"
+PASSWORD_FILE = "/etc/artifact-backup/password"  # noqa: S105 (a path, not a password)
 SERVICE = "artifact-backup.service"
 TIMER = "artifact-backup.timer"
 RESTIC = f"RESTIC_REPOSITORY={REPO} RESTIC_PASSWORD_FILE={PASSWORD_FILE} restic"
 RESTORE = "../../playbooks/artifact_restore.yml"
 LIMIT = ("--limit", DEFAULT_HOST)
-RUN = f"{DEFAULT_ROOT}/42/0123456789abcdef"
+RUN_PATH = "42/0123456789abcdef"
+RUN = f"{DEFAULT_ROOT}/{RUN_PATH}"
 # A run as MLflow writes it over SFTP (as mlops, umask 0027): a binary model, text files.
 MAKE_RUN = f"""set -e
 su mlops -s /bin/sh -c 'umask 0027
@@ -55,7 +56,8 @@ def test_timer_is_enabled_and_the_password_file_root_only(podman_host, name):
     host = podman_host(name)
     assert host.check_output(f"systemctl is-enabled {TIMER}") == "enabled"
     assert host.check_output(f"systemctl is-active {TIMER}") == "active"
-    assert host.check_output(f"stat -c '%U %G %a' {PASSWORD_FILE} /etc/artifact-backup {REPO}").splitlines() == [
+    modes = host.check_output(f"stat -c '%U %G %a' {PASSWORD_FILE} /etc/artifact-backup {REPO}")
+    assert modes.splitlines() == [
         "root root 600",
         "root root 700",
         "root root 700",
@@ -101,7 +103,7 @@ def test_deleted_run_is_restored_byte_identical_with_owner_and_modes(podman_host
     host.check_output(f"rm {RUN}/artifacts/model/model.pkl")
     host.check_output(f"su mlops -s /bin/sh -c 'echo newer >> {RUN}/meta.yaml'")
     changed_meta = host.check_output(f"sha256sum < {RUN}/meta.yaml")
-    result = run_playbook(SCENARIO_DIR, RESTORE, *LIMIT, "-e", "artifact_backup_restore_path=42/0123456789abcdef")
+    result = run_playbook(SCENARIO_DIR, RESTORE, *LIMIT, "-e", f"artifact_backup_restore_path={RUN_PATH}")
     assert host.check_output(f"sha256sum < {RUN}/meta.yaml") == changed_meta
     restored = {line for line in run_listing(host) if "model.pkl" in line}
     assert restored == {line for line in original if "model.pkl" in line}
