@@ -172,3 +172,27 @@ def test_damage_is_repaired_by_one_converge(podman_host):
     assert host.check_output(f"systemctl is-active {TIMER}") == "active"
     backup(host)
     assert host.check_output(f"systemctl show -P Result {SERVICE}") == "success"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (f"artifact_backup_repository={DEFAULT_ROOT}/backup", "artifact_backup_repository"),
+        ("artifact_backup_repository=srv/backup", "artifact_backup_repository"),
+        (
+            '{"artifact_backup_keep_last": 0, "artifact_backup_keep_daily": 0, '
+            '"artifact_backup_keep_weekly": 0, "artifact_backup_keep_monthly": 0}',
+            "artifact_backup_keep_last/daily/weekly/monthly",
+        ),
+    ],
+)
+def test_bad_input_is_refused_before_any_change(podman_host, extra, named):
+    host = podman_host(DEFAULT_HOST)
+    unit_before = host.check_output(f"systemctl cat {SERVICE}")
+    result = run_playbook(SCENARIO_DIR, "converge.yml", *LIMIT, "-e", extra, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in output
+    assert "Fix:" in output
+    assert recap(result.stdout, DEFAULT_HOST)["changed"] == 0
+    assert host.check_output(f"systemctl cat {SERVICE}") == unit_before
