@@ -45,3 +45,8 @@ def test_one_converge_repairs_everything_the_next_changes_nothing(pg):
 
     again = run_playbook(SCENARIO_DIR, "converge.yml")
     assert all(counts["changed"] == 0 for counts in recap(again.stdout).values()), again.stdout[-3000:]
+
+
+def test_a_preview_of_the_converged_host_changes_nothing():
+    preview = run_playbook(SCENARIO_DIR, "converge.yml", "--check", "--diff")
+    assert all(counts["changed"] == 0 for counts in recap(preview.stdout).values()), preview.stdout[-3000:]
