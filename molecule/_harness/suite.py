@@ -39,6 +39,7 @@ PENDING: dict[str, str] = {}
 WEIGHT = {
     "default": 24,
     "mlflow": 13,
+    "database": 12,
     "adoption": 11,
     "single_host": 9,
     "keys": 7,

@@ -1,0 +1,1 @@
+../../mlflow/files/libexec/verify-unit.sh
