@@ -8,7 +8,7 @@ Subcommands (each prints one JSON object):
   backup --db PATH [--db PATH ...] --dest DIR --label LABEL [--retention-days N]
                          online backup with SQLite's backup API (consistent while the server
                          writes, WAL or not) to DIR/<name>-<LABEL>-<UTC time>.db, checked with
-                         PRAGMA integrity_check. One backup at a time (a lock in DIR); what a
+                         PRAGMA integrity_check. One backup at a time (a lock on DIR); what a
                          killed or failed run left (*.partial) is removed first; then "scheduled"
                          backups older than N days are pruned (never the newest good one of a
                          database), before anything is written. Any failure removes its own
@@ -148,13 +148,20 @@ def _prune(dest_dir: Path, sources: list[Path], days: int) -> list[str]:
 
 @contextlib.contextmanager
 def _locked(dest_dir: Path):
-    """Hold DEST_DIR's backup lock (one backup at a time); fails at once when another run holds it."""
-    with open(dest_dir / ".backup.lock", "a+") as lock:
+    """Hold DEST_DIR's backup lock (one backup at a time); fails at once when another run holds it.
+
+    The lock is on the directory itself: no lock file that one account (root, in the adoption)
+    could create and another (the service account) then could not open.
+    """
+    fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise RuntimeError(f"another backup into {dest_dir} is running") from exc
         yield
+    finally:
+        os.close(fd)
 
 
 def cmd_backup(args: argparse.Namespace) -> dict:
