@@ -9,8 +9,6 @@ then a SIZE_MB MiB log_artifact and its download. Prints one JSON object.
 Usage: python - CLIENTS METRIC_REQUESTS BATCH_REQUESTS BATCH SIZE_MB
 """
 
-from __future__ import annotations
-
 import concurrent.futures
 import hashlib
 import json
