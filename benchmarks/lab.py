@@ -33,6 +33,10 @@ NETWORK = "mlops-bench"
 TUNED = {"server": "bench-server", "artifact": "bench-artifact"}
 BASELINE = {"server": "bench-base-server", "artifact": "bench-base-artifact"}
 MLFLOW_PORT = 5000
+# MLflow listens on the server's loopback; clients come through the TLS proxy (role mlflow_proxy)
+# on 443, verified with the toolkit's CA (generated on the controller).
+PROXY_PORT = 443
+CA_FILE = REPO / "credentials" / "ca" / "ca.crt"
 HAND_PORT = 5001
 MLFLOW_BIN = "/opt/mlflow/bin/mlflow"
 

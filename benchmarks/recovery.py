@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import time
@@ -24,6 +25,10 @@ import urllib.request
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recovery.json"
+# The toolkit's CA (roles/mlflow_proxy), generated on the controller: it verifies the proxy.
+TLS = ssl.create_default_context(
+    cafile=str(Path(__file__).resolve().parents[1] / "credentials" / "ca" / "ca.crt")
+)
 
 
 def sh(host: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,8 +55,8 @@ def address(host: str) -> str:
 def healthy(health_url: str) -> bool:
     """Whether /health answers 200 within 2 s."""
     try:
-        # S310: the URL is always http://<container address>:5000/health, built in main().
-        with urllib.request.urlopen(health_url, timeout=2) as resp:  # noqa: S310
+        # S310: the URL is always https://<container address>/health, built in main().
+        with urllib.request.urlopen(health_url, timeout=2, context=TLS) as resp:  # noqa: S310
             return resp.status == 200
     except OSError:
         return False
@@ -81,7 +86,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit", type=float, default=300.0, help="give up a round after this many seconds")
     args = parser.parse_args()
-    health_url = f"http://{address(args.host)}:5000/health"
+    # Through the TLS proxy (MLflow itself listens on loopback): healthy = answering clients.
+    health_url = f"https://{address(args.host)}/health"
     rounds = []
     for i in range(args.rounds):
         load = os.getloadavg()[0]

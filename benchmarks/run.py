@@ -14,6 +14,8 @@ Sections (``--only`` selects some, comma-separated; default all):
                 same venv, same host, other port): requests/s, p50/p99, errors, server RSS
   artifacts     a 100 MB log_artifact and its download through the provisioned server (MLflow
                 client, proxied to SFTP) against OpenSSH `sftp` to the artifact host
+  tls           log_metric, log_batch and a 100 MB artifact through the TLS proxy (HAProxy) beside
+                the same on plain HTTP to MLflow on the server's loopback, interleaved, in one run
   permissions   the artifact tree repair on 100,000 files (benchmarks/artifact_permissions/):
                 its stored results.json, or a fresh run with --rerun-repair
   strategy      (only when asked: --only strategy) issue #17: a cold converge with the share of
@@ -42,11 +44,11 @@ from pathlib import Path
 
 import report
 from lab import RESULTS, Lab, loadavg, log, machine
-from sections import artifacts, permissions, provisioning, strategy, tracking
+from sections import artifacts, permissions, provisioning, strategy, tls, tracking
 
-SECTIONS = ("provisioning", "tracking", "artifacts", "permissions", "strategy")
+SECTIONS = ("provisioning", "tracking", "artifacts", "tls", "permissions", "strategy")
 # What runs without --only: strategy (two more cold converges) only when asked.
-DEFAULT_SECTIONS = ("provisioning", "tracking", "artifacts", "permissions")
+DEFAULT_SECTIONS = ("provisioning", "tracking", "artifacts", "tls", "permissions")
 
 
 def parse_args() -> tuple[argparse.Namespace, set[str]]:
@@ -119,7 +121,7 @@ def main() -> int:
     }
     log(f"sections: {', '.join(res['sections'])}; load average {res['machine']['load_before']}")
     try:
-        if only & {"provisioning", "tracking", "artifacts"}:
+        if only & {"provisioning", "tracking", "artifacts", "tls"}:
             run_hosts(res, only, args)
     except Exception as exc:  # noqa: BLE001 - reported in the results, the rest still written
         res["errors"].append(f"{type(exc).__name__}: {exc}")
@@ -143,7 +145,7 @@ def main() -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    md = report.markdown(res)
+    md = report.markdown(res) + (tls.markdown(res["tls"]) if "tls" in res else "")
     out.with_suffix(".md").write_text(md)
     print(md)
     log(f"written: {out} and {out.with_suffix('.md')}")
@@ -157,7 +159,7 @@ def run_hosts(res: dict, only: set[str], args: argparse.Namespace) -> None:
         prov = provisioning.run_tuned(lab)
         if "provisioning" in only and not lab.reused:
             res["provisioning"] = prov
-        for name, section in (("tracking", tracking), ("artifacts", artifacts)):
+        for name, section in (("tracking", tracking), ("artifacts", artifacts), ("tls", tls)):
             if name in only:
                 try:
                     res[name] = section.run(lab, args)

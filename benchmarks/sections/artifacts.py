@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab import MLFLOW_PORT, TUNED, Lab, admin_password, log, sh
+from lab import CA_FILE, TUNED, Lab, admin_password, log, sh
 
 REMOTE_DIR = "/var/tmp/bench-sftp"  # noqa: S108 - on the throwaway artifact host
 
@@ -70,11 +70,13 @@ def rounds_of(lab: Lab, args: argparse.Namespace, password: str, payload: Path, 
         MLFLOW_TRACKING_PASSWORD=password,
         MLFLOW_DISABLE_TELEMETRY="true",
         MLFLOW_HTTP_REQUEST_TIMEOUT="600",
+        MLFLOW_TRACKING_SERVER_CERT_PATH=str(CA_FILE),
     ):
         # Imported here only: MLflow takes seconds to import, and only this section uses it.
         from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
-        client = MlflowClient(f"http://{lab.ips[server]}:{MLFLOW_PORT}")
+        # Through the TLS proxy, as clients reach it (MLflow itself listens on loopback).
+        client = MlflowClient(f"https://{lab.ips[server]}")
         exp = client.create_experiment(f"bench-artifacts-{int(time.time())}")
         run_id = client.create_run(exp).info.run_id
         rounds = []

@@ -15,7 +15,7 @@ import threading
 import time
 
 import requests
-from lab import HAND_PORT, MLFLOW_BIN, MLFLOW_PORT, TUNED, Lab, admin_password, loadavg, log, run_script, sh
+from lab import CA_FILE, HAND_PORT, MLFLOW_BIN, TUNED, Lab, admin_password, loadavg, log, run_script, sh
 
 
 def pct(values: list[float], q: float) -> float:
@@ -27,11 +27,12 @@ def pct(values: list[float], q: float) -> float:
 class Api:
     """Plain MLflow REST calls (requests), one keep-alive session per thread."""
 
-    def __init__(self, base: str, auth: tuple[str, str] | None) -> None:
-        """A server at base (http://host:port), with basic-auth credentials or None."""
+    def __init__(self, base: str, auth: tuple[str, str] | None, verify: str | bool = True) -> None:
+        """A server at base (http(s)://host:port), with basic-auth credentials or None, and the CA."""
         self.requests = requests
         self.base = base
         self.auth = auth
+        self.verify = verify
         self.local = threading.local()
 
     def session(self):
@@ -39,6 +40,7 @@ class Api:
         if not hasattr(self.local, "s"):
             self.local.s = self.requests.Session()
             self.local.s.auth = self.auth
+            self.local.s.verify = self.verify
         return self.local.s
 
     def post(self, path: str, body: dict) -> dict:
@@ -52,7 +54,7 @@ class Api:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             with contextlib.suppress(Exception):
-                if self.requests.get(f"{self.base}/health", timeout=5).status_code == 200:
+                if self.requests.get(f"{self.base}/health", timeout=5, verify=self.verify).status_code == 200:
                     return round(time.monotonic() - started, 1)
             time.sleep(1)
         return None
@@ -252,7 +254,8 @@ def run(lab: Lab, args: argparse.Namespace) -> dict:
     server = TUNED["server"]
     ip = lab.ips[server]
     servers = {
-        "provisioned": Api(f"http://{ip}:{MLFLOW_PORT}", ("admin", admin_password(server))),
+        # Through the TLS proxy, as clients reach it (MLflow itself listens on loopback).
+        "provisioned": Api(f"https://{ip}", ("admin", admin_password(server)), str(CA_FILE)),
         "hand-run": Api(f"http://{ip}:{HAND_PORT}", None),
     }
     pids = {

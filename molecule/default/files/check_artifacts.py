@@ -17,10 +17,12 @@ import requests
 
 URI = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
 AUTH = (os.environ.get("MLFLOW_TRACKING_USERNAME", ""), os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+# The CA of the server's TLS proxy, as MLflow's own client uses it.
+VERIFY = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
 
 
 def get(endpoint, **params):
-    response = requests.get(f"{URI}{endpoint}", params=params, auth=AUTH, timeout=60)
+    response = requests.get(f"{URI}{endpoint}", params=params, auth=AUTH, timeout=60, verify=VERIFY)
     response.raise_for_status()
     return response
 

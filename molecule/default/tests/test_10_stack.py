@@ -1,6 +1,6 @@
 """site.yml on three hosts: a training client logs through the server to the SFTP host."""
 
-from stack import ARTIFACT, CLIENT, SERVER, read_back, train
+from stack import ARTIFACT, CLIENT, PROJECT_DIR, SERVER, read_back, train
 
 ARTIFACT_ROOT = "/home/mlops/mlflow/mlruns"
 
@@ -12,7 +12,11 @@ def test_server_runs_as_mlops(podman_host):
     assert service.is_enabled
     user = server.check_output("systemctl show -p User --value mlflow.service")
     assert user == "mlops"
-    assert server.socket("tcp://0.0.0.0:5000").is_listening
+    # MLflow on loopback only; HAProxy publishes it over TLS on 443.
+    assert server.socket("tcp://127.0.0.1:5000").is_listening
+    assert not server.socket("tcp://0.0.0.0:5000").is_listening
+    assert server.service("haproxy").is_running
+    assert server.socket("tcp://0.0.0.0:443").is_listening
 
 
 def test_artifact_host_serves_sftp(podman_host):
@@ -29,7 +33,12 @@ def test_client_environment(podman_host):
     assert env.mode == 0o600
     assert env.user == "mlops"
     exported = client.check_output("su - mlops -c 'echo $MLFLOW_TRACKING_URI $MLFLOW_TRACKING_USERNAME'")
-    assert exported == "http://default-server:5000 mlops"
+    assert exported == "https://default-server mlops"
+    cert_path = client.check_output("su - mlops -c 'echo $MLFLOW_TRACKING_SERVER_CERT_PATH'")
+    assert cert_path == "/etc/mlflow-client/tracking-ca.crt"
+    ca = client.file(cert_path)
+    assert (ca.user, ca.mode) == ("root", 0o644)
+    assert ca.content_string == (PROJECT_DIR / "credentials" / "ca" / "ca.crt").read_text()
 
 
 def test_training_script_proxied(podman_host):

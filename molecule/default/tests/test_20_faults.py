@@ -12,7 +12,11 @@ from stack import ARTIFACT, CLIENT, SERVER, read_back, train, wait_until
 
 
 def _healthy(server):
-    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=5)"
+    """/health answers through the TLS proxy: MLflow is up AND HAProxy's check has seen it up."""
+    probe = (
+        "import ssl, urllib.request; urllib.request.urlopen('https://localhost/health', timeout=5, "
+        "context=ssl.create_default_context(cafile='/etc/haproxy/tls/ca.crt'))"
+    )
     return server.run(f'python3 -c "{probe}"').rc == 0
 
 

@@ -86,7 +86,7 @@ def test_one_converge_repairs_the_damage_the_next_changes_nothing(podman_host):
     assert managed_state(host) == before
     # The settings file is back without the hand edit, and the restarted server answers.
     assert "MLFLOW_HAND_EDIT" not in host.check_output(f"cat {ENV_FILE}")
-    assert host.socket("tcp://0.0.0.0:5000").is_listening
+    assert host.socket("tcp://127.0.0.1:5000").is_listening
 
     again = run_playbook(SCENARIO_DIR, "converge.yml")
     assert all(changed == 0 for changed in recap(again.stdout).values()), again.stdout[-3000:]

@@ -26,6 +26,7 @@ STATE = "/var/lib/mlflow"
 DB = f"{STATE}/mlflow.db"
 ARTIFACT_ROOT = "/home/mlops/mlflow/mlruns"
 URL = "http://127.0.0.1:5000"
+CA = PROJECT_DIR / "credentials" / "ca" / "ca.crt"
 BLOB_BYTES = 5 * 1024 * 1024
 
 
@@ -34,19 +35,26 @@ def admin_password() -> str:
 
 
 def http(
-    host, url: str, *, user: str | None = None, password: str | None = None, host_header: str | None = None
+    host,
+    url: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    host_header: str | None = None,
+    cafile: str | None = None,
 ):
-    """(status, body) of a GET from inside HOST, with optional basic auth and Host header."""
+    """(status, body) of a GET from inside HOST, with optional basic auth, Host header and CA file."""
     script = """
-import base64, sys, urllib.request, urllib.error
-url, user, password, host_header = sys.argv[1:5]
+import base64, ssl, sys, urllib.request, urllib.error
+url, user, password, host_header, cafile = sys.argv[1:6]
 req = urllib.request.Request(url)
 if user:
     req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 if host_header:
     req.add_header("Host", host_header)
+context = ssl.create_default_context(cafile=cafile) if cafile else None
 try:
-    with urllib.request.urlopen(req, timeout=30) as r:
+    with urllib.request.urlopen(req, timeout=30, context=context) as r:
         status, body = r.status, r.read()
 except urllib.error.HTTPError as e:
     status, body = e.code, e.read()
@@ -54,7 +62,15 @@ except OSError as e:
     status, body = 0, str(e).encode()
 sys.stdout.write(str(status) + "\\n" + body.decode(errors="replace")[:2000])
 """
-    out = host.run("python3 -c %s %s %s %s %s", script, url, user or "", password or "", host_header or "")
+    out = host.run(
+        "python3 -c %s %s %s %s %s %s",
+        script,
+        url,
+        user or "",
+        password or "",
+        host_header or "",
+        cafile or "",
+    )
     status, _, body = out.stdout.partition("\n")
     return int(status or 0), body
 
@@ -161,7 +177,9 @@ def test_service_active_enabled_and_listening(server):
     service = server.service("mlflow")
     assert service.is_running
     assert service.is_enabled
-    assert server.socket("tcp://0.0.0.0:5000").is_listening
+    # Loopback only: the TLS proxy publishes it.
+    assert server.socket("tcp://127.0.0.1:5000").is_listening
+    assert not server.socket("tcp://0.0.0.0:5000").is_listening
 
 
 def test_server_runs_as_mlops_with_job_execution_and_telemetry_off(server):
@@ -251,14 +269,21 @@ def test_auth_required(server):
 
 
 def test_reachable_from_another_host_by_name_only_with_allowed_host_header(artifact_host):
-    search = "http://mlflow-server:5000/api/2.0/mlflow/experiments/search?max_results=1"
-    assert http(artifact_host, search, user="admin", password=admin_password())[0] == 200
-    assert http(artifact_host, search)[0] == 401
+    """Through the TLS proxy (with the toolkit's CA); MLflow's own port answers nobody else."""
+    subprocess.run(["podman", "cp", str(CA), f"{ARTIFACTS}:/tmp/ca.crt"], check=True)
+    search = "https://mlflow-server/api/2.0/mlflow/experiments/search?max_results=1"
+    tls = {"cafile": "/tmp/ca.crt"}
+    assert http(artifact_host, search, user="admin", password=admin_password(), **tls)[0] == 200
+    assert http(artifact_host, search, **tls)[0] == 401
+    assert http(artifact_host, "https://mlflow-server/health", **tls)[0] == 200
     # DNS-rebinding protection: a Host header that is not one of the server's names is refused.
     status, _ = http(
-        artifact_host, search, user="admin", password=admin_password(), host_header="evil.example"
+        artifact_host, search, user="admin", password=admin_password(), host_header="evil.example", **tls
     )
     assert status == 403
+    # MLflow's own port is loopback only: another host cannot reach it.
+    status, body = http(artifact_host, "http://mlflow-server:5000/health")
+    assert status == 0, body
 
 
 # --- A real client ----------------------------------------------------------------------------
