@@ -170,6 +170,10 @@ class Lab:
                 "--hostname",
                 name,
                 "--systemd=always",
+                # The artifact_store role bind-mounts the artifact tree into the SFTP chroot
+                # (mount(2) needs CAP_SYS_ADMIN, which Podman does not grant by default).
+                "--cap-add",
+                "SYS_ADMIN",
                 "--network",
                 NETWORK,
                 "-v",
