@@ -49,7 +49,11 @@ def test_effective_configuration_confines_the_artifact_account(podman_host, name
         ).splitlines()
     )
     assert account["authorizedkeysfile"] == "/etc/ssh/authorized_keys/%u"
-    assert account["forcecommand"] == "internal-sftp -u 0027"
+    root = {
+        "artifact-store-default": "/home/mlops/mlflow/mlruns",
+        "artifact-store-custom": "/srv/mlflow/artifacts",
+    }[name]
+    assert account["forcecommand"] == f"internal-sftp -u 0027 -d {root}"
     assert account["chrootdirectory"] == "/srv/mlflow-sftp"
     for option in ("allowtcpforwarding", "allowstreamlocalforwarding", "allowagentforwarding"):
         assert account[option] == "no", option
