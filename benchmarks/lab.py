@@ -174,6 +174,11 @@ class Lab:
                 "--hostname",
                 name,
                 "--systemd=always",
+                # The artifact_store role bind-mounts the artifact tree into the SFTP chroot
+                # (mount(2) needs CAP_SYS_ADMIN, which Podman does not grant by default); hardened
+                # units then also need CAP_SYS_PTRACE (PrivateUsers= with ProtectProc=invisible).
+                "--cap-add",
+                "SYS_ADMIN,SYS_PTRACE",
                 "--network",
                 NETWORK,
                 "-v",

@@ -1,4 +1,4 @@
-"""The doctor on the SFTP artifact host: sshd, the service account and its authorized_keys."""
+"""The doctor on the SFTP artifact host: sshd, the service account, its confinement and its keys."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class ArtifactDoctor(Doctor, TreeChecks):
         """A doctor for this host, with the module's parameters."""
         super().__init__(module)
         self.discovered = {}
+        self.confined = False
 
     def pick_target(self):
         """Choose the tracking server's target that is this host; set self.root and self.port."""
@@ -83,7 +84,12 @@ class ArtifactDoctor(Doctor, TreeChecks):
                 "sshd is not running (ssh.service inactive)",
                 f"systemctl enable --now ssh ({TOOLKIT_STORE_FIX})",
             )
-        rc, out, err = run(self.m, ["/usr/sbin/sshd", "-T"])
+        # The configuration sshd applies to a login as the account (Match blocks included); a
+        # plain `sshd -T` where that form is refused.
+        spec = f"user={self.p['account']},host=localhost,addr=127.0.0.1"
+        rc, out, err = run(self.m, ["/usr/sbin/sshd", "-T", "-C", spec])
+        if rc != 0:
+            rc, out, err = run(self.m, ["/usr/sbin/sshd", "-T"])
         if rc != 0:
             self.r.warn(
                 "sshd_config",
@@ -191,6 +197,8 @@ class ArtifactDoctor(Doctor, TreeChecks):
         self.keys_text = self.authorized_keys_lines()
         if self.keys_text:
             forced_internal = all("internal-sftp" in opts for opts, _t, _b in self.keys_text)
+        if self.sshd_conf.get("forcecommand", ["none"])[0].startswith("internal-sftp"):
+            forced_internal = True
         sftp_sub = " ".join(self.sshd_conf.get("subsystem", []))
         if (
             (not shell or shell.endswith(("nologin", "/false")))
@@ -215,9 +223,13 @@ class ArtifactDoctor(Doctor, TreeChecks):
         for token in spec.split():
             if token.lower() == "none":
                 continue
-            item = token.replace("%h", home).replace("%u", self.p["account"]).replace("%%", "%")
+            item = self._expand(token)
             files.append(item if item.startswith("/") else os.path.join(home, item))
         return files
+
+    def _expand(self, value):
+        """VALUE of an sshd option with the %h, %u and %% tokens expanded for the account."""
+        return value.replace("%h", self.ident.home).replace("%u", self.p["account"]).replace("%%", "%")
 
     def authorized_keys_lines(self):
         """(options, key type, base64 blob) of every key line in the authorized_keys files."""
@@ -248,6 +260,11 @@ class ArtifactDoctor(Doctor, TreeChecks):
                 f"{' '.join(files)} holds no key: nobody can log in as {name}",
                 f"authorize the server's public key ({TOOLKIT_KEYS_FIX})",
             )
+        elif self.confined:
+            self.r.ok(
+                "authorized_keys",
+                f"{len(entries)} key(s) for {name}, confined by sshd (internal-sftp in a chroot)",
+            )
         else:
             open_keys = [e for e in entries if "restrict" not in e[0] and "command=" not in e[0]]
             if open_keys:
@@ -263,6 +280,95 @@ class ArtifactDoctor(Doctor, TreeChecks):
             self._strict_modes(files)
         if self.target and entries:
             self._server_keys_authorized(files, entries)
+
+    def confinement(self):
+        """Check that sshd itself confines the account: SFTP only, in a chroot, keys from root's files.
+
+        Options in an authorized_keys line are no confinement when the account can rewrite the
+        file over SFTP (its own ~/.ssh): the key holder replaces the line and gets a shell.
+        """
+        self.confined = False
+        if not self.ident.exists or not self.sshd_conf:
+            return
+        name = self.p["account"]
+        force = self.sshd_conf.get("forcecommand", ["none"])[0]
+        chroot = self.sshd_conf.get("chrootdirectory", ["none"])[0]
+        missing = self._confinement_gaps(force, chroot)
+        if missing:
+            self.r.warn(
+                "confinement",
+                f"sshd does not confine {name} ({'; '.join(missing)}): whoever holds one of its keys "
+                f"can rewrite the SFTP-only options of its key line over SFTP and get a shell, and "
+                f"reach every file {name} can",
+                f"{TOOLKIT_STORE_FIX} (Match User {name}: ForceCommand internal-sftp, ChrootDirectory, "
+                "root-owned AuthorizedKeysFile)",
+            )
+            return
+        chroot = self._expand(chroot)
+        self.discovered["chroot"] = chroot
+        bad = self._chroot_components_problems(chroot)
+        if bad:
+            self.r.error(
+                "confinement",
+                f"sshd refuses every SFTP login as {name}: its chroot {chroot} has components that "
+                f"are not root's or are writable by others: {', '.join(bad)}",
+                f"chown root and chmod go-w them ({TOOLKIT_STORE_FIX})",
+            )
+            return
+        inside, outside = os.path.join(chroot, self.root.lstrip("/")), self.root
+        try:
+            same = os.path.samefile(inside, outside)
+        except OSError:
+            same = False
+        if not same:
+            self.r.error(
+                "confinement",
+                f"the artifact root {outside} is not at its own path inside {name}'s chroot "
+                f"({inside} is not the same directory): SFTP sessions cannot reach the artifacts",
+                f"bind-mount {outside} on {inside} ({TOOLKIT_STORE_FIX})",
+            )
+            return
+        self.confined = True
+        self.r.ok(
+            "confinement",
+            f"sshd confines {name}: {force}, chroot {chroot} (artifact root at its own path inside), "
+            f"keys only from {' '.join(self.authorized_keys_files())}",
+        )
+
+    def _confinement_gaps(self, force, chroot):
+        """What is missing for sshd to confine the account (FORCE and CHROOT from ``sshd -T -C``)."""
+        name, home = self.p["account"], self.ident.home
+        missing = []
+        if not force.startswith("internal-sftp"):
+            missing.append("no ForceCommand internal-sftp")
+        if chroot == "none":
+            missing.append("no ChrootDirectory")
+        for path in self.authorized_keys_files():
+            st = lstat(path)
+            parent = lstat(os.path.dirname(path))
+            if path.startswith(home.rstrip("/") + "/"):
+                missing.append(f"keys read from {path}, in {name}'s home")
+            elif st and (st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o022):
+                missing.append(f"{path} is {owner_text(st)}, not root's")
+            elif parent and (parent.st_uid != 0 or stat.S_IMODE(parent.st_mode) & 0o022):
+                missing.append(f"{os.path.dirname(path)} is {owner_text(parent)}, not root's")
+        return missing
+
+    @staticmethod
+    def _chroot_components_problems(chroot):
+        """Components of CHROOT that make sshd refuse it (missing, not root's, group/world-writable)."""
+        bad = []
+        probe = chroot
+        while True:
+            st = lstat(probe)
+            if st is None:
+                bad.append(f"{probe} (missing)")
+            elif st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o022:
+                bad.append(f"{probe} ({owner_text(st)})")
+            if probe == "/":
+                break
+            probe = os.path.dirname(probe)
+        return bad
 
     def _strict_modes(self, files):
         """Report paths that make sshd (StrictModes yes) ignore the account's authorized_keys FILES.
@@ -318,6 +424,7 @@ class ArtifactDoctor(Doctor, TreeChecks):
         self.pick_target()
         self.sshd()
         self.account()
+        self.confinement()
         self.authorized_keys()
         self.tree()
         return self.r, self.discovered

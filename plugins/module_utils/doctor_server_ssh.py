@@ -401,8 +401,8 @@ class SshChecks:
             why = "host key not in known_hosts"
         elif "Permission denied" in err:
             fix = (
-                f"authorize {account}'s public key in ~{user}/.ssh/authorized_keys on {host} "
-                f"({TOOLKIT_KEYS_FIX}); "
+                f"authorize {account}'s public key for {user} on {host}, in the file its sshd reads "
+                f"(/etc/ssh/authorized_keys/{user} where the toolkit confines {user}) ({TOOLKIT_KEYS_FIX}); "
                 "check the doctor's findings for the artifact host (locked account, StrictModes)"
             )
             why = "the key is refused"

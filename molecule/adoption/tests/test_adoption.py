@@ -165,12 +165,19 @@ def test_no_artifact_left_to_root(podman_host):
 
 def test_hand_made_keys_still_sftp_but_no_shell(podman_host):
     box = podman_host(HOST)
-    lines = [
-        line
+    # sshd reads mlops' keys from root's file only (the artifact_store role's Match block); the
+    # adoption put the hand-made keys there, SFTP only. The hand-made file is left as it was.
+    keys = box.file("/etc/ssh/authorized_keys/mlops")
+    assert (keys.user, keys.group, keys.mode) == ("root", "root", 0o644)
+    lines = [line for line in keys.content_string.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all(line.startswith("restrict,") for line in lines), lines
+    hand_made = [
+        line.split()[1]
         for line in box.file("/home/mlops/.ssh/authorized_keys").content_string.splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert lines and all(line.startswith("restrict,") for line in lines), lines
+    assert len(hand_made) == 2
+    assert all(any(f" {blob} " in line + " " for line in lines) for blob in hand_made), lines
     # root's hand-made key (the notes' ssh-keygen) still reaches the artifact tree over SFTP ...
     # (-F /dev/null: not the toolkit's ssh config, whose IdentityFile is the toolkit's key.)
     opts = (
@@ -180,9 +187,20 @@ def test_hand_made_keys_still_sftp_but_no_shell(podman_host):
     login = f"ssh {opts}"
     listing = box.run(f"echo 'ls {ROOT}' | sftp -b - {opts} mlops@{HOST}")
     assert listing.rc == 0, listing.stderr
-    # ... but no longer opens a shell.
+    # ... but no longer opens a shell, even after rewriting the hand-made file over SFTP (refused:
+    # the session is chrooted to the artifact tree, and sshd does not read that file anyway).
     shell = box.run(f"{login} mlops@{HOST} id")
     assert "uid=" not in shell.stdout, shell.stdout
+    box.check_output("cp /root/.ssh/id_rsa.pub /tmp/open_keys && chmod 0644 /tmp/open_keys")
+    for target in ("/home/mlops/.ssh/authorized_keys", "/home/mlops/.ssh/authorized_keys2"):
+        upload = box.run(f"echo 'put /tmp/open_keys {target}' | sftp -b - {opts} mlops@{HOST}")
+        assert upload.rc != 0, upload.stdout
+    shell = box.run(f"{login} mlops@{HOST} id")
+    assert "uid=" not in shell.stdout, shell.stdout
+    # Nor can the key read the databases (the hand-made one in mlops' home, the service's).
+    for path in (HAND_DB, DB):
+        stolen = box.run(f"echo 'get {path} /tmp/stolen.db' | sftp -b - {opts} mlops@{HOST}")
+        assert stolen.rc != 0, stolen.stdout
 
 
 @pytest.fixture(scope="module")
@@ -204,9 +222,10 @@ def doctor_after():
     return {"rc": result.returncode, "findings": findings, "stats": data["stats"][HOST]}
 
 
-# The hand-made RSA keys of root and mlops stay in ~mlops/.ssh/authorized_keys (training scripts
-# that still write to the old experiments' sftp:// locations use them), limited to SFTP by the
-# adoption (mlflow_adopt_restrict_keys), so the doctor has nothing left to warn about.
+# The hand-made RSA keys of root and mlops stay authorized (training scripts that still write to
+# the old experiments' sftp:// locations use them), moved by the adoption (mlflow_adopt_restrict_keys)
+# to the root-owned file sshd reads, SFTP only and confined, so the doctor has nothing left to warn
+# about.
 ACCEPTED_WARNINGS: set[str] = set()
 
 

@@ -5,9 +5,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 SCENARIO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_HOST = "artifact-store-default"
 DEFAULT_ROOT = "/home/mlops/mlflow/mlruns"
+# The artifact account's keys: root's file named by the role's sshd drop-in (AuthorizedKeysFile).
+KEYS_FILE = "/etc/ssh/authorized_keys/mlops"
+CHROOT = "/srv/mlflow-sftp"
+HOSTS = {
+    # name: (artifact root, group, ports sshd serves)
+    "artifact-store-default": ("/home/mlops/mlflow/mlruns", "mlops", [22]),
+    "artifact-store-custom": ("/srv/mlflow/artifacts", "mlflow-readers", [22, 2222]),
+}
+KEY = "/root/.ssh/artifact_store_test_key"
+KNOWN_HOSTS = "/root/.ssh/artifact_store_test_known_hosts"
+PAYLOAD = "/root/artifact_store_payload.bin"
+SSH_OPTS = (
+    f"-i {KEY} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+    f"-o UserKnownHostsFile={KNOWN_HOSTS} -o ConnectTimeout=10"
+)
 REPORT = re.compile(r"(\d+) dirs, (\d+) files checked; fixed (\d+) dirs, (\d+) files")
 
 
@@ -30,6 +47,40 @@ def snapshot(host) -> str:
     """What the role could touch on the host: owners, modes, sizes and mtimes, sshd's ports."""
     return host.check_output(
         "find /home/mlops /srv /etc/ssh /run/sshd -printf '%p %u %g %m %s %T@\\n' | sort; "
-        "stat -c '%n %U %G %a %s %Y' /etc/passwd /etc/group /etc/shadow /var/lib/dpkg/status; "
+        "stat -c '%n %U %G %a %s %Y' /etc/passwd /etc/group /etc/shadow /etc/fstab /var/lib/dpkg/status; "
+        "findmnt -rn -o TARGET,SOURCE | sort; "
         "ss -Hltn | sort"
     )
+
+
+@pytest.fixture(scope="module")
+def sftp_ready(podman_host):
+    """Authorize a fresh key for mlops as the mlops_ssh role does, record each host's key for its ports.
+
+    The line goes into root's keys file with the role's options (`restrict,command=...`); sshd's
+    Match block confines the account whatever the line says.
+    """
+    for name, (_root, _group, ports) in HOSTS.items():
+        host = podman_host(name)
+        known = " ".join(f"[localhost]:{p}" if p != 22 else "localhost" for p in ports)
+        host.check_output(
+            f"""set -e
+            install -d -m 0700 /root/.ssh
+            rm -f {KEY} {KEY}.pub
+            ssh-keygen -q -t ed25519 -N '' -C artifact-store-test -f {KEY}
+            printf 'restrict,command="internal-sftp -u 0027" %s\\n' "$(cat {KEY}.pub)" > {KEYS_FILE}
+            chown root:root {KEYS_FILE}
+            chmod 0644 {KEYS_FILE}
+            : > {KNOWN_HOSTS}
+            for h in {known}; do
+                printf '%s %s\\n' "$h" "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >> {KNOWN_HOSTS}
+            done
+            head -c 1048576 /dev/urandom > {PAYLOAD}
+            chmod 0644 {PAYLOAD}"""
+        )
+    return True
+
+
+def sftp(host, batch: str, port: int = 22):
+    """Run an `sftp -b -` session as mlops with the test key; the batch aborts at its first failure."""
+    return host.run(f"sftp -b - -P {port} {SSH_OPTS} mlops@localhost <<'EOF'\n{batch}\nEOF")

@@ -23,6 +23,11 @@ CASES = [
     ("artifact_store_user=", "artifact_store_user", "set artifact_store_user to the account"),
     ("artifact_store_user=nosuchuser", "artifact_store_user", "apply the mlops_account role"),
     ("artifact_store_group=nosuchgroup", "artifact_store_group", "create the group"),
+    ('{"artifact_store_root": "/srv/my artifacts"}', "artifact_store_root", "use a path without them"),
+    ("artifact_store_chroot=srv/sftp", "artifact_store_chroot", "artifact_store_chroot: /srv/mlflow-sftp"),
+    ("artifact_store_chroot=/srv", "artifact_store_chroot", "artifact_store_chroot: /srv/mlflow-sftp"),
+    ("artifact_store_chroot=/home/mlops/mlflow", "artifact_store_chroot", "keep them apart"),
+    ("artifact_store_chroot=/home/mlops/mlflow/mlruns/c", "artifact_store_chroot", "keep them apart"),
 ]
 
 

@@ -77,10 +77,18 @@ def test_broken_tree_is_repaired_then_left_alone(podman_host):
 CUSTOM_HOST = "artifact-store-custom"
 CUSTOM_ROOT = "/srv/mlflow/artifacts"
 DROPIN = "/etc/ssh/sshd_config.d/50-mlflow-artifact-store.conf"
+CHROOT_VIEW = f"/srv/mlflow-sftp{CUSTOM_ROOT}"
 # Everything the role manages on the host, damaged at once: the drop-in's content (its Port 2222
-# line) and mode, sshd stopped and disabled, /run/sshd gone, a package removed, the tree's modes.
+# line and the chroot of the Match block) and mode, sshd stopped and disabled, /run/sshd gone, a
+# package removed, the tree's modes, the chroot (mode, a parent's owner, the bind mount and its
+# fstab line) and the directory of the root-owned keys.
 DAMAGE = f"""set -e
-sed -i '/^Port 2222$/d' {DROPIN}
+sed -i '/^Port 2222$/d; /ChrootDirectory/d' {DROPIN}
+umount {CHROOT_VIEW}
+sed -i '\\|{CHROOT_VIEW}|d' /etc/fstab
+chmod 0777 /srv/mlflow-sftp
+chown mlops /srv/mlflow-sftp/srv
+chmod 0775 /etc/ssh/authorized_keys
 chmod 0600 {DROPIN}
 systemctl disable --now ssh.service 2>/dev/null
 rm -rf /run/sshd
@@ -102,6 +110,14 @@ def managed_state(host) -> dict:
         "sftp_server": host.package("openssh-sftp-server").is_installed,
         "port_2222": host.socket("tcp://0.0.0.0:2222").is_listening,
         "root_mode": host.file(CUSTOM_ROOT).mode,
+        "chroot": host.check_output("stat -c '%n %U %G %a' /srv/mlflow-sftp /srv/mlflow-sftp/srv"),
+        "bind_mount": host.run(f"findmnt -rn -o TARGET {CHROOT_VIEW}").stdout.strip(),
+        "fstab": host.file("/etc/fstab").content_string,
+        "keys_dir": host.file("/etc/ssh/authorized_keys").mode,
+        # (A failing `sshd -T`, e.g. without /run/sshd, prints nothing: damaged too.)
+        "confined": host.run(
+            "sshd -T -C user=mlops,host=localhost,addr=127.0.0.1 | grep -E '^(chrootdirectory|forcecommand) '"
+        ).stdout,
     }
 
 
@@ -117,7 +133,7 @@ def test_damaged_host_is_repaired_by_one_converge_then_left_alone(podman_host):
         assert damaged[what] != before[what], f"{what} was not damaged"
 
     repair = run_playbook(SCENARIO_DIR, "converge.yml", *limit)
-    assert recap(repair.stdout, CUSTOM_HOST)["changed"] >= 5
+    assert recap(repair.stdout, CUSTOM_HOST)["changed"] >= 8
     assert managed_state(host) == before
     assert host.file(f"{CUSTOM_ROOT}/hand-made.txt").mode == 0o640
 

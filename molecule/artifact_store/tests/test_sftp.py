@@ -1,7 +1,8 @@
 """A real SFTP login as mlops writes into the artifact root, with the tree's owner, group and modes.
 
 The key is a test fixture: generated in the container and authorized for mlops the way the
-mlops_ssh role does it (`restrict,command="internal-sftp -u 0027"`). Host keys are checked.
+mlops_ssh role does it (in root's /etc/ssh/authorized_keys/mlops). Host keys are checked. The
+sessions are chrooted (sshd's Match block): the artifact root keeps its absolute path inside.
 """
 
 import base64
@@ -9,47 +10,16 @@ import io
 
 import paramiko
 import pytest
+from artifact_store_helpers import HOSTS, KEY, KNOWN_HOSTS, PAYLOAD, sftp_ready  # noqa: F401 (fixture)
 from conftest import container_ip
 
-HOSTS = {
-    # name: (artifact root, group, ports sshd serves)
-    "artifact-store-default": ("/home/mlops/mlflow/mlruns", "mlops", [22]),
-    "artifact-store-custom": ("/srv/mlflow/artifacts", "mlflow-readers", [22, 2222]),
-}
-KEY = "/root/.ssh/artifact_store_test_key"
-KNOWN_HOSTS = "/root/.ssh/artifact_store_test_known_hosts"
-PAYLOAD = "/root/artifact_store_payload.bin"
+# Every test here logs in with the key the fixture authorizes.
+pytestmark = pytest.mark.usefixtures("sftp_ready")
 CASES = [(name, port) for name, (_root, _group, ports) in HOSTS.items() for port in ports]
 
 
-@pytest.fixture(scope="module")
-def sftp_ready(podman_host):
-    """Authorize a fresh key for mlops and record each host's key for its ports."""
-    for name, (_root, _group, ports) in HOSTS.items():
-        host = podman_host(name)
-        known = " ".join(f"[localhost]:{p}" if p != 22 else "localhost" for p in ports)
-        host.check_output(
-            f"""set -e
-            install -d -m 0700 /root/.ssh
-            rm -f {KEY} {KEY}.pub
-            ssh-keygen -q -t ed25519 -N '' -C artifact-store-test -f {KEY}
-            install -d -o mlops -g mlops -m 0700 /home/mlops/.ssh
-            printf 'restrict,command="internal-sftp -u 0027" %s\\n' "$(cat {KEY}.pub)" \
-                > /home/mlops/.ssh/authorized_keys
-            chown mlops:mlops /home/mlops/.ssh/authorized_keys
-            chmod 0600 /home/mlops/.ssh/authorized_keys
-            : > {KNOWN_HOSTS}
-            for h in {known}; do
-                printf '%s %s\\n' "$h" "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >> {KNOWN_HOSTS}
-            done
-            head -c 1048576 /dev/urandom > {PAYLOAD}
-            chmod 0644 {PAYLOAD}"""
-        )
-    return True
-
-
 @pytest.mark.parametrize(("name", "port"), CASES)
-def test_sftp_write_as_mlops(podman_host, sftp_ready, name, port):
+def test_sftp_write_as_mlops(podman_host, name, port):
     host = podman_host(name)
     root, group, _ports = HOSTS[name]
     target = f"{root}/sftp-test-{port}"
@@ -69,7 +39,7 @@ def test_sftp_write_as_mlops(podman_host, sftp_ready, name, port):
     assert artifact.sha256sum == host.file(PAYLOAD).sha256sum
 
 
-def test_operators_read_and_others_do_not(podman_host, sftp_ready):
+def test_operators_read_and_others_do_not(podman_host):
     host = podman_host("artifact-store-custom")
     artifact = "/srv/mlflow/artifacts/sftp-test-2222/artifact.bin"
     if not host.file(artifact).exists:
@@ -78,7 +48,7 @@ def test_operators_read_and_others_do_not(podman_host, sftp_ready):
     assert host.run(f"runuser -u nobody -- cat {artifact} > /dev/null").rc != 0
 
 
-def test_paramiko_over_the_network_nested_run_dirs(podman_host, sftp_ready):
+def test_paramiko_over_the_network_nested_run_dirs(podman_host):
     """What MLflow's SFTP store does, from another machine: mkdir a run's tree, put, read back."""
     host = podman_host("artifact-store-custom")
     root = HOSTS["artifact-store-custom"][0]

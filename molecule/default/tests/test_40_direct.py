@@ -21,10 +21,11 @@ def test_training_script_direct(podman_host):
     unit = server.check_output("systemctl show -p ExecStart --value mlflow.service")
     assert "--no-serve-artifacts" in unit
     assert SFTP_ROOT in unit
-    # The client's own key, authorized for SFTP only on the artifact host.
+    # The client's own key, authorized for SFTP only on the artifact host, in root's file that sshd
+    # reads for mlops (sshd confines the account: artifact_store's Match block).
     key = client.file("/home/mlops/.ssh/id_mlflow_sftp")
     assert (key.user, key.mode) == ("mlops", 0o600)
-    authorized = artifact.file("/home/mlops/.ssh/authorized_keys").content_string
+    authorized = artifact.file("/etc/ssh/authorized_keys/mlops").content_string
     client_line = next(
         line for line in authorized.splitlines() if line.endswith("mlflow-sftp@default-client")
     )

@@ -98,6 +98,12 @@ SERVER_EXPECTED = [
 ARTIFACT_EXPECTED = [
     ("warn", "account_locked", r"mlops's password field starts with '!'.*usermod -p '\*' mlops"),
     ("warn", "authorized_keys", r"2 of 2 key\(s\) for mlops allow a full shell"),
+    (
+        "warn",
+        "confinement",
+        r"sshd does not confine mlops \(no ForceCommand internal-sftp; no ChrootDirectory; "
+        r"keys read from /home/mlops/.ssh/authorized_keys, in mlops's home.*get a shell",
+    ),
     ("error", "artifact_owner", r"4 of 10 entries are not owned by mlops \(root: 4\)"),
     ("error", "artifact_access", r"cannot read 2 file\(s\).*cannot write into 2"),
     ("warn", "artifact_modes", r"7 of 7 directories are not 2750.*3 of 3 files are not 0640"),

@@ -3,7 +3,9 @@
 Pairs under test (molecule.yml): keys-server -> keys-artifact on port 2222 (sshd there
 listens on 22 and 2222), and keys-solo -> keys-solo on 22 (one host in both groups, with
 an mlops account made by hand before the roles ran). sshd runs with `UsePAM no` on the
-artifact hosts, so a locked account could not log in with a key.
+artifact hosts, so a locked account could not log in with a key. The artifact hosts run the
+artifact_store role first: sshd confines mlops (keys from root's KEYS_FILE only, internal-sftp
+starting in the artifact root, a chroot holding only the artifact tree).
 
 The rotation tests change the hosts; they run after the static checks, in file order.
 """
@@ -21,6 +23,9 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent
 KEY_NAME = "id_mlflow_sftp"
 LOGIN = "mlops"
 OPTIONS = 'restrict,command="internal-sftp -u 0027"'
+# The login's keys: root's file named by the artifact_store role's sshd drop-in.
+KEYS_FILE = f"/etc/ssh/authorized_keys/{LOGIN}"
+ARTIFACT_ROOT = "/home/mlops/mlflow/mlruns"
 # (key-holding host, artifact host, address used, port)
 PAIRS = [
     ("keys-server", "keys-artifact", "keys-artifact", 2222),
@@ -98,7 +103,7 @@ def blob(line):
 
 
 def managed_lines(artifact, comment):
-    text = artifact.file(f"/home/{LOGIN}/.ssh/authorized_keys").content_string
+    text = artifact.file(KEYS_FILE).content_string
     return [ln for ln in text.splitlines() if ln.endswith(" " + comment)]
 
 
@@ -186,8 +191,10 @@ def test_authorized_sftp_only(podman_host, name, artifact_name, address, port):
     lines = managed_lines(artifact, f"mlflow-sftp@{name}")
     assert len(lines) == 1
     assert lines[0] == f"{OPTIONS} {pub}"
-    auth = artifact.file("/home/mlops/.ssh/authorized_keys")
-    assert (auth.user, auth.mode) == ("mlops", 0o600)
+    auth = artifact.file(KEYS_FILE)
+    assert (auth.user, auth.group, auth.mode) == ("root", "root", 0o644)
+    own = artifact.file(f"/home/{LOGIN}/.ssh/authorized_keys")
+    assert not own.exists or f"mlflow-sftp@{name}" not in own.content_string
 
 
 # --------------------------------------------------------------------------- known_hosts, config
@@ -233,7 +240,8 @@ def test_sftp_session_with_installed_key(podman_host, name, artifact_name, addre
     out = sftp_probe(host, owner, address, port, f"{OWNERS[owner]}/.ssh/{KEY_NAME}")
     for how in ("sshclient", "bare"):
         assert out[how]["ok"], out[how]
-        assert out[how]["cwd"] == "/home/mlops"
+        # The chroot's start directory (internal-sftp -d): the artifact root, at its own path.
+        assert out[how]["cwd"] == ARTIFACT_ROOT
         assert out[how]["data"].startswith("hello")
         # internal-sftp -u 0027 from the authorized_keys line.
         assert out[how]["mode"] == "0o640"
@@ -247,7 +255,7 @@ def test_openssh_sftp_strict_and_shell_refused(podman_host, name, artifact_name,
         f"echo pwd | runuser -u {owner} -- sftp -b - -o BatchMode=yes -o StrictHostKeyChecking=yes {address}"
     )
     assert sftp.rc == 0, sftp.stderr
-    assert "/home/mlops" in sftp.stdout
+    assert f"Remote working directory: {ARTIFACT_ROOT}" in sftp.stdout
     shell = host.run(f"runuser -u {owner} -- ssh -o BatchMode=yes -o StrictHostKeyChecking=yes {address} id")
     assert shell.rc != 0
     assert "uid=" not in shell.stdout
@@ -266,6 +274,50 @@ def test_unknown_host_key_is_rejected(podman_host):
     assert not out["bare"]["ok"]
 
 
+# --------------------------------------------------------------------------- escape attempts
+
+
+@pytest.mark.parametrize(("name", "artifact_name", "address", "port"), PAIRS, ids=PAIR_IDS)
+def test_real_key_cannot_escape(podman_host, name, artifact_name, address, port):
+    """The installed key, as the tracking server's mlops holds it, tries every way out of SFTP."""
+    host, artifact = podman_host(name), podman_host(artifact_name)
+    as_mlops = "runuser -u mlops -- "
+    opts = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=10"
+    # An authorized_keys with the same key and no options: a shell, if sshd read it.
+    host.check_output(
+        f"install -o mlops -g mlops -m 0644 /home/mlops/.ssh/{KEY_NAME}.pub /tmp/open_authorized_keys"
+    )
+    own_before = artifact.run("sha256sum /home/mlops/.ssh/authorized_keys*; ls -la /home/mlops/.ssh").stdout
+    for batch in (
+        "put /tmp/open_authorized_keys /home/mlops/.ssh/authorized_keys",
+        "put /tmp/open_authorized_keys /home/mlops/.ssh/authorized_keys2",
+        "mkdir /home/mlops/.ssh",
+        f"put /tmp/open_authorized_keys {KEYS_FILE}",
+        "put /tmp/open_authorized_keys /tmp/escape",
+        f"put /tmp/open_authorized_keys {ARTIFACT_ROOT.rsplit('/', 1)[0]}/escape",
+        "get /etc/passwd /tmp/stolen",
+    ):
+        result = host.run(f"echo '{batch}' | {as_mlops} sftp -b - {opts} {address}")
+        assert result.rc != 0, f"{batch}: {result.stdout}"
+    assert (
+        artifact.run("sha256sum /home/mlops/.ssh/authorized_keys*; ls -la /home/mlops/.ssh").stdout
+        == own_before
+    )
+    assert not artifact.file("/tmp/escape").exists
+    # No command, no TTY, no forwarding with it.
+    for args in (
+        "'id; echo escaped'",
+        "-tt id",
+        "-W 127.0.0.1:22",
+        "-N -o ExitOnForwardFailure=yes -R 127.0.0.1:2399:127.0.0.1:22",
+    ):
+        result = host.run(f"{as_mlops} timeout 20 ssh {opts} {args} {address} </dev/null")
+        assert result.rc != 0, args
+        assert (
+            "uid=" not in result.stdout and "escaped" not in result.stdout and "SSH-2.0" not in result.stdout
+        ), args
+
+
 # --------------------------------------------------------------------------- rotation
 
 UNMANAGED_ARTIFACT = [
@@ -279,6 +331,11 @@ UNMANAGED_SOLO = [
     "# admin's laptop, added by hand",
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFzwXly7tXWFvFsmNG5JTTMu6De9a6GAk2POrzbByk/f admin@laptop",
 ]
+# keys-server's key where an earlier version of the toolkit put it, in the login's own file,
+# without options: sshd ignores that file now, and the role removes this host's lines from it.
+LEGACY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBqWVCB0aVpYx9WqPqMKBnT4dH2DkEJt0yv7o8f3rWqM mlflow-sftp@keys-server"
+)
 # A key of keys-server's left behind by an interrupted rotation: same comment, other key.
 STALE = (
     f"{OPTIONS} ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDcWGrvJwVl7dqWm5rZWnUm9oXvFSo0mH1y3bJfDk0h2s8Q "
@@ -306,7 +363,11 @@ def assert_no_key_material(output, *pubs):
 def first_rotation(podman_host):
     artifact = podman_host("keys-artifact")
     for line in UNMANAGED_ARTIFACT + [STALE]:
-        artifact.check_output(f"echo '{line}' >> /home/mlops/.ssh/authorized_keys")
+        artifact.check_output(f"echo '{line}' >> {KEYS_FILE}")
+    artifact.check_output(
+        "install -d -o mlops -g mlops -m 0700 /home/mlops/.ssh"
+        f" && echo '{LEGACY}' >> /home/mlops/.ssh/authorized_keys"
+    )
     before = snapshot(podman_host, "r0")
     result = run_playbook(SCENARIO_DIR, "converge.yml", "-v", "--diff", "-e", "mlops_ssh_rotate=true")
     after = snapshot(podman_host, "r1")
@@ -346,10 +407,12 @@ def test_rotation_replaces_key(podman_host, first_rotation):
 
 
 def test_rotation_keeps_unmanaged_lines(podman_host, first_rotation):
-    artifact_lines = podman_host("keys-artifact").file("/home/mlops/.ssh/authorized_keys").content_string
+    artifact = podman_host("keys-artifact")
+    artifact_lines = artifact.file(KEYS_FILE).content_string
     for line in UNMANAGED_ARTIFACT:
         assert line in artifact_lines.splitlines()
     assert STALE not in artifact_lines, "a stale key with this host's comment is removed"
+    assert LEGACY not in artifact.file("/home/mlops/.ssh/authorized_keys").content_string
     solo_lines = podman_host("keys-solo").file("/home/mlops/.ssh/authorized_keys").content_string
     for line in UNMANAGED_SOLO:
         assert line in solo_lines.splitlines()

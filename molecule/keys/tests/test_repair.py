@@ -3,13 +3,14 @@
 Runs after test_keys.py (file order), on hosts it left converged. keys-server loses: the acl package
 (mlops_account), the mode of ~/.ssh and of the private key, root's copy of the key pair (content
 replaced, public key deleted), the managed known_hosts block (edited) and ssh config block (deleted),
-and its authorized_keys line on keys-artifact. No rotation is due: the key stays the same.
+and, on keys-artifact, its line in root's keys file, whose owner and mode are changed too. No
+rotation is due: the key stays the same.
 """
 
 from __future__ import annotations
 
 from conftest import run_playbook
-from test_keys import KEY_NAME, OPTIONS, SCENARIO_DIR, managed_lines, pub_line, recap, sftp_probe
+from test_keys import KEY_NAME, KEYS_FILE, OPTIONS, SCENARIO_DIR, managed_lines, pub_line, recap, sftp_probe
 
 MARKER = "ANSIBLE MANAGED BLOCK mlops_ssh"
 MLOPS_KEY = f"/home/mlops/.ssh/{KEY_NAME}"
@@ -39,6 +40,7 @@ def state(server, artifact) -> dict:
         "known_hosts": server.file("/home/mlops/.ssh/known_hosts").content_string,
         "root_config": server.file("/root/.ssh/config").content_string,
         "authorized": managed_lines(artifact, COMMENT),
+        "keys_file": artifact.check_output(f"stat -c '%U %G %a' {KEYS_FILE}"),
     }
 
 
@@ -49,7 +51,9 @@ def test_one_converge_repairs_everything_the_next_changes_nothing(podman_host):
     pub = pub_line(server, f"{MLOPS_KEY}.pub")
 
     server.check_output(DAMAGE)
-    artifact.check_output(f"sed -i '/ {COMMENT}$/d' /home/mlops/.ssh/authorized_keys")
+    artifact.check_output(
+        f"sed -i '/ {COMMENT}$/d' {KEYS_FILE} && chown mlops {KEYS_FILE} && chmod 0666 {KEYS_FILE}"
+    )
     damaged = state(server, artifact)
     for what in before:
         assert damaged[what] != before[what], f"{what} was not damaged"

@@ -17,9 +17,11 @@ def test_service_and_sftp_to_itself(podman_host):
     box = podman_host(HOST)
     assert box.service("mlflow.service").is_running
     assert box.service("ssh").is_running
-    # The key is authorized for mlops on this same host, SFTP only.
-    keys = box.file("/home/mlops/.ssh/authorized_keys").content_string
-    assert 'command="internal-sftp' in keys
+    # The key is authorized for mlops on this same host, SFTP only, in root's file that sshd reads
+    # for mlops (the artifact_store role's Match block confines the account).
+    keys = box.file("/etc/ssh/authorized_keys/mlops")
+    assert (keys.user, keys.group, keys.mode) == ("root", "root", 0o644)
+    assert 'command="internal-sftp' in keys.content_string
 
 
 def test_roundtrip_through_the_server(podman_host):
@@ -45,3 +47,50 @@ def test_tls_from_this_machine_through_the_published_port():
     context = ssl.create_default_context(cafile=str(CA))
     with urllib.request.urlopen("https://127.0.0.1:2443/health", timeout=30, context=context) as answer:
         assert answer.status == 200
+
+
+# The key the server holds, used by its own mlops (the toolkit's ~/.ssh/config entry for the box:
+# key, port, strict host key checking), tries to reach what else lives on the box.
+AS_MLOPS = "runuser -u mlops -- "
+SFTP = f"{AS_MLOPS}sftp -b - -o BatchMode=yes {HOST}"
+SECRETS = [
+    "/var/lib/mlflow/mlflow.db",
+    "/var/lib/mlflow/basic_auth.db",
+    "/var/lib/mlflow/basic_auth.ini",
+    "/home/mlops/.ssh/id_mlflow_sftp",
+    "/etc/shadow",
+]
+
+
+def test_sftp_key_cannot_read_the_tracking_database_or_secrets(podman_host):
+    box = podman_host(HOST)
+    assert box.file("/var/lib/mlflow/mlflow.db").exists
+    for path in SECRETS:
+        result = box.run(f"echo 'get {path} /tmp/stolen' | {SFTP}")
+        assert result.rc != 0, f"{path}: {result.stdout}"
+        assert not box.file("/tmp/stolen").exists
+    # What the key sees: the way down to the artifact root, nothing else.
+    listing = box.run(f"printf 'ls -1a /\\nls -1a /home/mlops\\n' | {SFTP}")
+    assert listing.rc == 0, listing.stderr
+    names = [line.strip() for line in listing.stdout.splitlines() if not line.startswith("sftp>")]
+    assert names == ["/.", "/..", "/home", "/home/mlops/.", "/home/mlops/..", "/home/mlops/mlflow"], names
+
+
+def test_sftp_key_cannot_get_a_shell_or_forward(podman_host):
+    box = podman_host(HOST)
+    box.check_output("install -o mlops -g mlops -m 0644 /home/mlops/.ssh/id_mlflow_sftp.pub /tmp/open_keys")
+    for target in (
+        "/home/mlops/.ssh/authorized_keys",
+        "/home/mlops/.ssh/authorized_keys2",
+        "/var/lib/mlflow/x",
+    ):
+        result = box.run(f"echo 'put /tmp/open_keys {target}' | {SFTP}")
+        assert result.rc != 0, f"{target}: {result.stdout}"
+    for args in (
+        "'id; echo escaped'",
+        "-W 127.0.0.1:5000",
+        "-N -o ExitOnForwardFailure=yes -R 127.0.0.1:2398:127.0.0.1:22",
+    ):
+        result = box.run(f"{AS_MLOPS}timeout 20 ssh -o BatchMode=yes {args} {HOST} </dev/null")
+        assert result.rc != 0, args
+        assert "uid=" not in result.stdout and "escaped" not in result.stdout, args
