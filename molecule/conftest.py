@@ -41,14 +41,14 @@ def container_ip(name: str) -> str:
 
 
 def run_playbook(
-    scenario_dir: Path, playbook: str, *extra: str, check: bool = True
+    scenario_dir: Path, playbook: str, *extra: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run a playbook of the scenario against Molecule's inventory for it.
+    """Run a playbook of the scenario against Molecule's inventory for it (ENV: more variables).
 
     Used by tests that change the system on purpose (rotation, bad input, faults).
     """
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env.setdefault("ANSIBLE_ROLES_PATH", str(PROJECT_DIR / "roles"))
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(PROJECT_DIR / "collections"))
     env["ANSIBLE_CONFIG"] = str(ephemeral / "ansible.cfg")

@@ -4,12 +4,16 @@ Uses only MLFLOW_TRACKING_URI / _SERVER_CERT_PATH / _USERNAME / _PASSWORD, as `.
 sets them: params and metrics, a scikit-learn model logged, loaded back and used to predict,
 autolog, and a 3 MB artifact downloaded byte-identical. Prints one JSON object.
 
-Usage: python from_afar.py EXPERIMENT_NAME WORK_DIR
+Usage: python from_afar.py EXPERIMENT_NAME WORK_DIR [NAME=ADDRESS]
+
+NAME=ADDRESS resolves the server's name to its address in this process, as a LAN's DNS would
+(this machine has no resolver for the test hosts' names).
 """
 
 import hashlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -19,8 +23,19 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 
+def resolve(name: str, address: str) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real(address if host == name else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+
+
 def main():
     experiment, work = sys.argv[1], Path(sys.argv[2])
+    if len(sys.argv) > 3:
+        resolve(*sys.argv[3].split("=", 1))
     mlflow.set_experiment(experiment)
     x, y = load_iris(return_X_y=True)
     blob = work / "blob.bin"

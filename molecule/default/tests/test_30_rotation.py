@@ -1,11 +1,23 @@
-"""Key rotation on the running stack: no client run fails, every old artifact stays readable."""
+"""Key rotation on the running stack: no client run fails, every old artifact stays readable, and
+neither the rotation nor a new address of the server (a VPN coming up) restarts MLflow."""
 
 import json
+import subprocess
 
 from conftest import run_playbook
 from stack import CLIENT, PROJECT_DIR, SCENARIO_DIR, SERVER, as_trainer, copy_to, read_back, train
 
 KEY = "/home/mlops/.ssh/id_mlflow_sftp.pub"
+# A second network for the server during the rotation run: one more address, as a VPN gives.
+CHURN_NET = "mlops-churn"
+
+
+def main_pid(server) -> str:
+    return server.check_output("systemctl show -p MainPID --value mlflow.service")
+
+
+def podman(*args: str, check: bool = True) -> None:
+    subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
 
 
 def test_rotation_under_load(podman_host):
@@ -19,8 +31,18 @@ def test_rotation_under_load(podman_host):
         "/tmp/loop.json "
         ">/tmp/loop.log 2>&1 &'"
     )
-    run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-e", "mlops_ssh_rotate=true")
+    pid = main_pid(server)
+    podman("network", "create", CHURN_NET, check=False)
+    podman("network", "connect", CHURN_NET, SERVER)
+    try:
+        assert len(server.check_output("hostname -I").split()) >= 2
+        run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-e", "mlops_ssh_rotate=true")
+    finally:
+        podman("network", "disconnect", CHURN_NET, SERVER, check=False)
+        podman("network", "rm", CHURN_NET, check=False)
     assert server.file(KEY).content_string != old_key
+    # The SFTP store reads the key per connection, and --allowed-hosts lists no interface address.
+    assert main_pid(server) == pid, "the rotation or the new address restarted mlflow.service"
 
     # Wait for the load to finish, then look at what it saw.
     client.run_test("for i in $(seq 1 150); do [ -s /tmp/loop.json ] && exit 0; sleep 1; done; exit 1")

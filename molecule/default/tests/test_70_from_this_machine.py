@@ -24,14 +24,20 @@ def server_address() -> str:
 def test_training_from_this_machine_over_https_as_a_training_user(tmp_path):
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"https://{server_address()}",
+        "MLFLOW_TRACKING_URI": f"https://{SERVER}",
         "MLFLOW_TRACKING_SERVER_CERT_PATH": str(PROJECT_DIR / "credentials" / "ca" / "ca.crt"),
         "MLFLOW_TRACKING_USERNAME": "mlops",
         "MLFLOW_TRACKING_PASSWORD": user_password("mlops"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     result = subprocess.run(
-        [sys.executable, str(FILES / "from_afar.py"), "from-this-machine", str(tmp_path)],
+        [
+            sys.executable,
+            str(FILES / "from_afar.py"),
+            "from-this-machine",
+            str(tmp_path),
+            f"{SERVER}={server_address()}",
+        ],
         env=env,
         capture_output=True,
         text=True,
