@@ -16,7 +16,7 @@ description:
     none), and O(path) becomes a symlink to it. The files a running process uses resolve to the same
     inodes before and after, so this needs no restart. The gap between the two renames is a few
     microseconds.
-  - Switch. With O(target), O(path) is pointed at O(target) (a new symlink renamed over the old one:
+  - Switch. With O(target), O(path) is pointed at O(target) (a new symlink renamed over the old one;
     there is no moment without O(path)). When O(stop) names a systemd unit and the link changes,
     the unit is stopped first, so that no process of the old version runs with O(path) leading to the
     new one. The virtualenv switched away from gets its modification time set to now (the order of
