@@ -599,25 +599,30 @@ def test_restore_playbook_brings_back_the_backed_up_state(server, logged_run):
 # --- Upgrade ------------------------------------------------------------------------------------
 
 OLD_VERSION = "3.16.1"
+NEW_VERSION = "3.17.2"
 UP_VENV = "/opt/mlflow-upgrade"
 UP_STATE = "/var/lib/mlflow-upgrade"
+UP_DB = f"{UP_STATE}/mlflow.db"
+UP_WHERE = ["-e", json.dumps({"mlflow_venv": UP_VENV, "mlflow_state_dir": UP_STATE})]
 
 
 def db_revision(server, db: str) -> str:
     return server.check_output(f"sqlite3 {db} 'SELECT version_num FROM alembic_version'")
 
 
-@pytest.mark.slow
-def test_changing_mlflow_version_upgrades_in_place_and_migrates_the_database(server):
-    where = ["-e", json.dumps({"mlflow_venv": UP_VENV, "mlflow_state_dir": UP_STATE})]
-    # An older MLflow with its own venv and database (the service now points there).
-    run_playbook(SCENARIO_DIR, "upgrade.yml", *where, "-e", f"mlflow_version={OLD_VERSION}")
-    assert (
-        server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'")
-        == OLD_VERSION
-    )
-    old_revision = db_revision(server, f"{UP_STATE}/mlflow.db")
-    old_run = run_client(
+def served_version(server) -> tuple[int, str]:
+    status, body = http(server, f"{URL}/version", user="admin", password=admin_password())
+    return status, body.strip()
+
+
+@pytest.fixture(scope="module")
+def old_install(server) -> dict:
+    """An older MLflow in its own versioned venv and database (the service now runs it), with a run."""
+    run_playbook(SCENARIO_DIR, "upgrade.yml", *UP_WHERE, "-e", f"mlflow_version={OLD_VERSION}")
+    assert server.file(UP_VENV).is_symlink
+    assert server.file(UP_VENV).linked_to == f"{UP_VENV}-{OLD_VERSION}"
+    assert served_version(server) == (200, OLD_VERSION)
+    run = run_client(
         server,
         "import json, mlflow\n"
         "with mlflow.start_run() as r:\n"
@@ -625,39 +630,80 @@ def test_changing_mlflow_version_upgrades_in_place_and_migrates_the_database(ser
         "print(json.dumps({'run_id': r.info.run_id}))",
         python=f"{UP_VENV}/bin/python",
     )
-    # Only mlflow_version changes.
-    run_playbook(SCENARIO_DIR, "upgrade.yml", *where, "-e", "mlflow_version=3.17.2")
-    assert (
-        server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'") == "3.17.2"
+    return {"revision": db_revision(server, UP_DB), "run_id": run["run_id"]}
+
+
+def run_readable(server, run_id: str) -> bool:
+    status, body = http(
+        server, f"{URL}/api/2.0/mlflow/runs/get?run_id={run_id}", user="admin", password=admin_password()
     )
-    status, body = http(server, f"{URL}/version", user="admin", password=admin_password())
-    assert (status, body.strip()) == (200, "3.17.2")
-    new_revision = db_revision(server, f"{UP_STATE}/mlflow.db")
-    assert new_revision != old_revision
+    return status == 200 and run_id in body
+
+
+@pytest.mark.slow
+def test_a_failed_migration_leaves_the_old_version_serving_on_its_intact_database(server, old_install):
+    # A trigger of the database's own (as a DBA or another tool might add) that refuses any change
+    # of alembic_version: MLflow's real migration applies its first step, then fails stamping it.
+    trigger = (
+        "CREATE TRIGGER freeze_schema_version BEFORE UPDATE ON alembic_version "
+        "BEGIN SELECT RAISE(ABORT, 'schema version frozen'); END;"
+    )
+    server.check_output(f"runuser -u mlops -- sqlite3 {UP_DB} {shlex.quote(trigger)}")
+    schema_before = server.check_output(f"sqlite3 {UP_DB} .schema")
+    try:
+        failed = run_playbook(
+            SCENARIO_DIR, "upgrade.yml", *UP_WHERE, "-e", f"mlflow_version={NEW_VERSION}", check=False
+        )
+        assert failed.returncode != 0
+        # The failure itself is printed on stderr (display_failed_stderr in Molecule's ansible.cfg).
+        output = failed.stdout + failed.stderr
+        assert f"Upgrading MLflow to {NEW_VERSION} failed" in output, output[-4000:]
+        assert "was put back from" in output
+        assert "answers /health" in output
+        # Not switched: the old version serves, from the old venv, and reads the old run.
+        assert server.file(UP_VENV).linked_to == f"{UP_VENV}-{OLD_VERSION}"
+        assert server.service("mlflow.service").is_running
+        assert served_version(server) == (200, OLD_VERSION)
+        assert run_readable(server, old_install["run_id"])
+        # The database is the one from before: revision, schema (the half-applied migration's
+        # changes gone), integrity.
+        assert db_revision(server, UP_DB) == old_install["revision"]
+        assert server.check_output(f"sqlite3 {UP_DB} .schema") == schema_before
+        assert server.check_output(f"sqlite3 {UP_DB} 'PRAGMA integrity_check'") == "ok"
+        # The new venv is kept for the next attempt.
+        assert server.file(f"{UP_VENV}-{NEW_VERSION}/bin/mlflow").exists
+    finally:
+        server.check_output(
+            f"runuser -u mlops -- sqlite3 {UP_DB} 'DROP TRIGGER IF EXISTS freeze_schema_version'"
+        )
+
+
+@pytest.mark.slow
+def test_changing_mlflow_version_migrates_then_switches_to_a_new_venv(server, old_install):
+    # Only mlflow_version changes.
+    run_playbook(SCENARIO_DIR, "upgrade.yml", *UP_WHERE, "-e", f"mlflow_version={NEW_VERSION}")
+    assert server.file(UP_VENV).linked_to == f"{UP_VENV}-{NEW_VERSION}"
+    assert (
+        server.check_output(f"{UP_VENV}/bin/python -c 'import mlflow; print(mlflow.__version__)'")
+        == NEW_VERSION
+    )
+    assert served_version(server) == (200, NEW_VERSION)
+    new_revision = db_revision(server, UP_DB)
+    assert new_revision != old_install["revision"]
     schema = json.loads(
         server.check_output(
-            f"runuser -u mlops -- {UP_VENV}/bin/python {UP_VENV}/libexec/mlflow_db.py"
-            f" status --db {UP_STATE}/mlflow.db"
+            f"runuser -u mlops -- {UP_VENV}/bin/python {UP_VENV}/libexec/mlflow_db.py status --db {UP_DB}"
         )
     )
     assert schema["due"] is False
     assert schema["revision"] == new_revision
     # The pre-upgrade backup holds the old schema and the old run.
     backup = server.check_output(
-        f"ls -1t {UP_STATE}/backups/mlflow-pre-upgrade-{old_revision}-*.db | head -n 1"
+        f"ls -1t {UP_STATE}/backups/mlflow-pre-upgrade-{old_install['revision']}-*.db | head -n 1"
     )
-    assert db_revision(server, backup) == old_revision
-    assert (
-        server.check_output(
-            f"sqlite3 {backup} \"SELECT count(*) FROM runs WHERE run_uuid='{old_run['run_id']}'\""
-        )
-        == "1"
-    )
-    # The run survived the migration.
-    status, _ = http(
-        server,
-        f"{URL}/api/2.0/mlflow/runs/get?run_id={old_run['run_id']}",
-        user="admin",
-        password=admin_password(),
-    )
-    assert status == 200
+    assert db_revision(server, backup) == old_install["revision"]
+    count = f"sqlite3 {backup} \"SELECT count(*) FROM runs WHERE run_uuid='{old_install['run_id']}'\""
+    assert server.check_output(count) == "1"
+    # The run survived the migration; the previous venv is kept for a rollback.
+    assert run_readable(server, old_install["run_id"])
+    assert server.file(f"{UP_VENV}-{OLD_VERSION}/bin/mlflow").exists
