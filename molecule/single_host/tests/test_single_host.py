@@ -1,10 +1,13 @@
 """One host is server and artifact host: it SFTPs to itself, as the team's box does."""
 
 import json
+import os
 import ssl
 import subprocess
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 HOST = "single-box"
 HERE = Path(__file__).resolve().parent
@@ -94,3 +97,34 @@ def test_sftp_key_cannot_get_a_shell_or_forward(podman_host):
         result = box.run(f"{AS_MLOPS}timeout 20 ssh -o BatchMode=yes {args} {HOST} </dev/null")
         assert result.rc != 0, args
         assert "uid=" not in result.stdout and "escaped" not in result.stdout, args
+
+
+@pytest.mark.skipif(
+    os.environ.get("MOLECULE_DISTRO", "debian12") != "debian13",
+    reason="Debian 13 only: its /tmp is a RAM tmpfs, where a spooled upload would land",
+)
+def test_a_1_gib_artifact_streams_through_the_proxy_to_the_artifact_tree(podman_host):
+    """1 GiB through the TLS proxy and the proxied server, streamed to SFTP (the plugin's
+    StreamUploadMixin: nothing spooled to the service's private /tmp), stored byte-identical."""
+    box = podman_host(HOST)
+    subprocess.run(["podman", "cp", str(HERE / "big_upload.py"), f"{HOST}:/tmp/big_upload.py"], check=True)
+    subprocess.run(["podman", "cp", str(CA), f"{HOST}:/tmp/ca.crt"], check=True)
+    password = CREDENTIALS.read_text().strip()
+    box.check_output("head -c 1073741824 /dev/urandom > /var/tmp/big.bin")
+    try:
+        source = box.check_output("sha256sum /var/tmp/big.bin").split()[0]
+        result = box.run(
+            "MLFLOW_TRACKING_URI=https://single-box MLFLOW_TRACKING_SERVER_CERT_PATH=/tmp/ca.crt "
+            "MLFLOW_TRACKING_USERNAME=admin MLFLOW_HTTP_REQUEST_TIMEOUT=900 "
+            f"MLFLOW_TRACKING_PASSWORD='{password}' /opt/mlflow/bin/python /tmp/big_upload.py big "
+            "/var/tmp/big.bin"
+        )
+        assert result.rc == 0, result.stderr[-3000:]
+        run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
+        stored = box.check_output(f"find {ROOT} -path '*{run_id}/artifacts/big/big.bin'")
+        assert stored, "the artifact is not in the tree"
+        assert box.check_output(f"stat -c %s {stored}") == "1073741824"
+        assert box.check_output(f"sha256sum {stored}").split()[0] == source
+        box.run_test(f"rm -f {stored}")
+    finally:
+        box.run_test("rm -f /var/tmp/big.bin")
