@@ -71,7 +71,8 @@ def test_a_rotation_killed_after_a_step_is_finished_by_the_next_plain_run(podman
     assert after["mlops"] != before["mlops"], "the plain run did not finish the rotation"
     for owner, home in OWNERS.items():
         assert blob(pub_line(host, f"{home}/.ssh/{KEY_NAME}.pub")) == after[owner], f"{owner}'s .pub is stale"
-    assert [blob(line) for line in managed_lines(artifact, COMMENT)] == [after["mlops"]]
+    # (An authorized line is OPTIONS TYPE BLOB COMMENT, and the options hold spaces.)
+    assert [line.split()[-2] for line in managed_lines(artifact, COMMENT)] == [after["mlops"]]
     assert not host.file(f"/home/mlops/.ssh/{KEY_NAME}.new").exists
     assert_every_owner_logs_in(host, "after the plain run")
     # Until the staged key is installed for the first owner, the next run finishes with it.
