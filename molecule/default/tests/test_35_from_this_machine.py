@@ -1,6 +1,7 @@
 """The training flow from this machine, not from a host of the stack: a stock MLflow client (the
 project's venv) over HTTPS through the server's proxy, verified with the toolkit's CA, as one
-training user with that user's own credential, exactly the settings `.sandbox/mlflow.env` gives."""
+training user with that user's own credential, exactly the settings `.sandbox/mlflow.env` gives.
+Before test_40 switches the stack to direct artifact mode (where clients reach SFTP themselves)."""
 
 import json
 import os
