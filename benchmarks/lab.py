@@ -342,3 +342,12 @@ def close_masters(cp_dir: Path) -> None:
     """Close ControlPersist masters so that a re-run starts without warm SSH connections."""
     for sock in cp_dir.glob("*"):
         sh("ssh", "-S", str(sock), "-O", "exit", "bench", check=False)
+
+
+def converge_and_close(inv: Path, env: dict[str, str], label: str) -> dict:
+    """converge(), then close the SSH masters of ENV (ansible_env's control path), also when it fails:
+    the next run starts without warm connections."""
+    try:
+        return converge(inv, env, label)
+    finally:
+        close_masters(Path(env["ANSIBLE_SSH_CONTROL_PATH_DIR"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 import testinfra
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The doctor's two module tasks (playbooks/doctor.yml), as the JSON callback names them.
+DOCTOR_SERVER_TASK = "Server | inspect the tracking server"
+DOCTOR_ARTIFACT_TASK = "Artifact | inspect the artifact host"
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +67,32 @@ def run_playbook(
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def doctor_results(
+    result: subprocess.CompletedProcess, host: str
+) -> tuple[list[tuple[str, dict]], dict[str, int]]:
+    """A doctor run with the ansible.posix.json callback: its module tasks' results on HOST (task
+    name, result), in run order, and HOST's play stats."""
+    # profile_tasks (enabled by the shared config) prints around the JSON document.
+    start = re.search(r"^\{", result.stdout, re.M)
+    assert start, result.stdout[-3000:] + result.stderr[-2000:]
+    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start() :])
+    results = []
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            name = task["task"]["name"].split(" : ", 1)[-1]
+            if name in (DOCTOR_SERVER_TASK, DOCTOR_ARTIFACT_TASK) and host in task["hosts"]:
+                results.append((name, task["hosts"][host]))
+    return results, data["stats"][host]
+
+
+def findings_matching(findings: list[dict], level: str, check: str, pattern: str) -> list[dict]:
+    """The doctor's FINDINGS of LEVEL and CHECK whose "message -> fix" matches the regex PATTERN."""
+    return [
+        f
+        for f in findings
+        if f["level"] == level
+        and f["check"] == check
+        and re.search(pattern, f["message"] + " -> " + f["fix"])
+    ]

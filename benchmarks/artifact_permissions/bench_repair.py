@@ -106,16 +106,19 @@ def adhoc(*args: str) -> dict:
     return json.JSONDecoder().raw_decode(out.lstrip())[0]["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
+def timed_adhoc(module: str, module_args: str) -> tuple[float, dict]:
+    """An ad-hoc task of MODULE with MODULE_ARGS: wall time and result."""
+    start = time.perf_counter()
+    result = adhoc("-m", module, "-a", module_args)
+    return time.perf_counter() - start, result
+
+
 def run_module(root: Path) -> tuple[float, dict]:
     """The role's artifact_store_tree module on the tree through Ansible: wall time and result."""
-    start = time.perf_counter()
-    result = adhoc(
-        "-m",
+    return timed_adhoc(
         "mlops.mlflow.artifact_store_tree",
-        "-a",
         f"path={root} owner={OWNER} group={GROUP} dir_mode=2750 file_mode=0640",
     )
-    return time.perf_counter() - start, result
 
 
 def run_find(root: Path) -> tuple[float, bool]:
@@ -135,14 +138,11 @@ def run_find(root: Path) -> tuple[float, bool]:
 
 def run_file_module(root: Path) -> tuple[float, bool]:
     """ansible.builtin.file recurse=true on the tree (a timing reference): wall time and changed."""
-    start = time.perf_counter()
-    result = adhoc(
-        "-m",
+    seconds, result = timed_adhoc(
         "ansible.builtin.file",
-        "-a",
         f"path={root} state=directory recurse=true owner={OWNER} group={GROUP} mode=u=rwX,g=rX,o=",
     )
-    return time.perf_counter() - start, result.get("changed", False)
+    return seconds, result.get("changed", False)
 
 
 def median(values: list[float]) -> float:

@@ -21,8 +21,7 @@ from lab import (
     TUNED,
     Lab,
     ansible_env,
-    close_masters,
-    converge,
+    converge_and_close,
     log,
     playbook,
     run_script,
@@ -72,10 +71,8 @@ def provision(lab: Lab, hosts: dict[str, str], label: str, cfg: str | None) -> d
     if lab.reused:
         # --reuse (development): hosts kept by --keep are converged already.
         return {"cold": None, "rerun": None, "inventory": inv}
-    out = {"cold": converge(inv, env, f"{label}-cold")}
-    close_masters(lab.tmp / f"cp-{label}")
-    out["rerun"] = converge(inv, env, f"{label}-rerun")
-    close_masters(lab.tmp / f"cp-{label}")
+    out = {"cold": converge_and_close(inv, env, f"{label}-cold")}
+    out["rerun"] = converge_and_close(inv, env, f"{label}-rerun")
     if label == "tuned":
         try:
             out["task_floor"] = task_floor(lab, inv, env)
@@ -134,8 +131,7 @@ def run_baseline(lab: Lab, args: argparse.Namespace, prov: dict) -> dict:
     prov["baseline"] = provision(lab, BASELINE, "baseline", BASELINE_CFG)
     if not args.no_stock:
         env = ansible_env(lab, "stock", STOCK_CFG)
-        prov["stock"] = {"rerun": converge(prov["baseline"]["inventory"], env, "stock-rerun")}
-        close_masters(lab.tmp / "cp-stock")
+        prov["stock"] = {"rerun": converge_and_close(prov["baseline"]["inventory"], env, "stock-rerun")}
     prov["ratio"] = {
         "cold": round(prov["baseline"]["cold"]["wall_s"] / prov["tuned"]["cold"]["wall_s"], 2),
         "rerun": round(prov["baseline"]["rerun"]["wall_s"] / prov["tuned"]["rerun"]["wall_s"], 2),

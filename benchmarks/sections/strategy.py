@@ -29,8 +29,7 @@ from lab import (
     TUNED,
     Lab,
     ansible_env,
-    close_masters,
-    converge,
+    converge_and_close,
     log,
     run_script,
     sh,
@@ -65,15 +64,13 @@ def task_seconds(logfile: Path, pattern: re.Pattern[str]) -> float | None:
 def attempt(lab: Lab, inv: Path, env: dict[str, str], label: str) -> dict:
     """One site.yml run as converge() does, closing its SSH masters after; a failure is recorded."""
     try:
-        out = converge(inv, env, label)
+        return converge_and_close(inv, env, label)
     except RuntimeError as exc:
         logfile = LOGS / f"bench-{label}.log"
         text = logfile.read_text() if logfile.exists() else ""
         fatal = [ln[:300] for ln in text.splitlines() if ln.startswith(("fatal:", "[ERROR]", "ERROR!"))]
-        out = {"error": str(exc)[:300], "first_errors": fatal[:5], "log": str(logfile.relative_to(REPO))}
         log(f"  {label}: FAILED: {fatal[:1]}")
-    close_masters(Path(env["ANSIBLE_SSH_CONTROL_PATH_DIR"]))
-    return out
+        return {"error": str(exc)[:300], "first_errors": fatal[:5], "log": str(logfile.relative_to(REPO))}
 
 
 def install_timing(lab: Lab, host: str, args: argparse.Namespace, version: str) -> dict:

@@ -11,6 +11,7 @@ import time
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_artifact_tree import TreeChecks
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_host import (
     Identity,
+    ancestors,
     is_local_address,
     listening_sockets,
     lstat,
@@ -380,14 +381,10 @@ class ArtifactDoctor(Doctor, TreeChecks):
         for path in files:
             if not os.path.exists(path):
                 continue
-            probe = path
-            while True:
+            for probe in ancestors(path, home):
                 st = lstat(probe)
                 if st and (st.st_uid not in (0, self.ident.uid) or stat.S_IMODE(st.st_mode) & 0o022):
                     bad.append(f"{probe} ({owner_text(st)})")
-                if probe in (home, "/") or not probe.startswith(home):
-                    break
-                probe = os.path.dirname(probe)
         if bad:
             self.r.error(
                 "strict_modes",

@@ -8,6 +8,7 @@ import stat
 import time
 
 from ansible_collections.mlops.mlflow.plugins.module_utils.doctor_host import (
+    ancestors,
     disk_check,
     lstat,
     owner_text,
@@ -140,14 +141,10 @@ class TreeChecks:
         """Report whether the account can traverse every parent of the artifact root."""
         root, name = self.root, self.p["account"]
         blocked = []
-        parent = os.path.dirname(root)
-        while True:
+        for parent in ancestors(os.path.dirname(root)):
             pst = lstat(parent)
             if pst and not self.ident.can(pst, 1):
                 blocked.append(f"{parent} ({owner_text(pst)})")
-            if parent == "/":
-                break
-            parent = os.path.dirname(parent)
         if blocked:
             self.r.error(
                 "artifact_path",

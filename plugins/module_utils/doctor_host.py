@@ -35,6 +35,15 @@ def lstat(path):
         return None
 
 
+def ancestors(path, top="/"):
+    """PATH, then each directory above it while inside TOP, ending at TOP (or at "/")."""
+    while True:
+        yield path
+        if path in (top, "/") or not path.startswith(top):
+            return
+        path = os.path.dirname(path)
+
+
 def user_name(uid):
     """Name of the account UID (the number as text when it has none)."""
     try:

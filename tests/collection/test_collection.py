@@ -110,13 +110,14 @@ def test_tarball_holds_the_collection_and_nothing_local(installed: tuple[Path, d
     assert not any("/tests/" in n or n.endswith("/tests") for n in names)
 
 
-def test_host_helper_is_installed_beside_mlflow_db(installed: tuple[Path, dict[str, str]]) -> None:
-    """The shared alembic reader reaches the role's files as a real file (the host gets a copy)."""
+@pytest.mark.parametrize("name", ["alembic_revisions.py", "helper_cli.py"])
+def test_host_helper_is_installed_beside_mlflow_db(installed: tuple[Path, dict[str, str]], name: str) -> None:
+    """The shared code of the host helpers reaches the role's files as a real file (the host gets a copy)."""
     tmp, _env = installed
     base = tmp / "collections" / "ansible_collections" / "mlops" / "mlflow"
-    helper = base / "roles" / "mlflow" / "files" / "libexec" / "alembic_revisions.py"
+    helper = base / "roles" / "mlflow" / "files" / "libexec" / name
     assert helper.is_file()
-    assert helper.read_text() == (ROOT / "plugins" / "module_utils" / "alembic_revisions.py").read_text()
+    assert helper.read_text() == (ROOT / "plugins" / "module_utils" / name).read_text()
 
 
 def test_playbook_outside_the_checkout_uses_the_fqcn(installed: tuple[Path, dict[str, str]]) -> None:

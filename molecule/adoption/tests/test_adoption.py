@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_playbook
+from conftest import doctor_results, findings_matching, run_playbook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 HOST = "adoption-box"
@@ -25,22 +25,10 @@ ROOT = "/home/mlops/mlflow/mlruns"
 HAND_DB = "/home/mlops/mlflow/mlflow.db"
 DB = "/var/lib/mlflow/mlflow.db"
 CREDENTIALS = SCENARIO.parents[1] / "credentials" / HOST / "admin_password"
-SERVER_TASK = "Server | inspect the tracking server"
-ARTIFACT_TASK = "Artifact | inspect the artifact host"
 
 
 def ephemeral(name: str) -> dict:
     return json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / name).read_text())
-
-
-def has(findings, level, check, pattern):
-    return [
-        f
-        for f in findings
-        if f["level"] == level
-        and f["check"] == check
-        and re.search(pattern, f["message"] + " -> " + f["fix"])
-    ]
 
 
 def recap(stdout: str) -> dict[str, int]:
@@ -69,7 +57,7 @@ def test_doctor_named_the_traps_of_the_hand_made_host():
         (artifact, "error", "artifact_owner", r"root"),
         (artifact, "error", "artifact_access", r"cannot read"),
     ]
-    missing = [e[1:] for e in expected if not has(*e)]
+    missing = [e[1:] for e in expected if not findings_matching(*e)]
     shown = [f"{f['level']} {f['check']}: {f['message']}" for f in server + artifact if f["level"] != "ok"]
     assert not missing, f"missing {missing}; doctor said:\n" + "\n".join(shown)
 
@@ -210,16 +198,9 @@ def doctor_after():
         result = run_playbook(
             SCENARIO, "../../playbooks/doctor.yml", "-e", "doctor_fail_on_error=true", check=False
         )
-    start = re.search(r"^\{", result.stdout, re.M)
-    assert start, result.stdout[-3000:] + result.stderr[-2000:]
-    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start() :])
-    findings = []
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"].split(" : ", 1)[-1]
-            if name in (SERVER_TASK, ARTIFACT_TASK) and HOST in task["hosts"]:
-                findings += task["hosts"][HOST]["findings"]
-    return {"rc": result.returncode, "findings": findings, "stats": data["stats"][HOST]}
+    results, stats = doctor_results(result, HOST)
+    findings = [finding for _name, res in results for finding in res["findings"]]
+    return {"rc": result.returncode, "findings": findings, "stats": stats}
 
 
 # The hand-made RSA keys of root and mlops stay authorized (training scripts that still write to

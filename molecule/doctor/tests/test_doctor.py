@@ -6,19 +6,16 @@ asked to, and turn a finding to ok once the trap is fixed.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-from conftest import run_playbook
+from conftest import DOCTOR_ARTIFACT_TASK, DOCTOR_SERVER_TASK, doctor_results, findings_matching, run_playbook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 HOST = "doctor-hand"
 HAND_URI = "sftp:///mlops@doctor-hand:/home/mlops/mlflow/mlruns"
 GOOD_URI = "sftp://mlops@doctor-hand:22/home/mlops/mlflow/mlruns"
-SERVER_TASK = "Server | inspect the tracking server"
-ARTIFACT_TASK = "Artifact | inspect the artifact host"
 # Everything the doctor could be tempted to write to: keys, known_hosts, ssh config, the
 # database, the artifact tree.
 WATCHED = "/root/.ssh /home/mlops/.ssh /home/mlops/mlflow"
@@ -33,21 +30,13 @@ def doctor_json(*extra: str) -> dict[str, list[dict]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
         result = run_playbook(SCENARIO, "converge.yml", *extra)
-    # profile_tasks (enabled by the shared config) prints around the JSON document.
-    start = re.search(r"^\{", result.stdout, re.M)
-    assert start, result.stdout[-3000:]
-    data, _end = json.JSONDecoder().raw_decode(result.stdout[start.start() :])
+    results, stats = doctor_results(result, HOST)
     found = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            name = name.split(" : ", 1)[-1]
-            if name in (SERVER_TASK, ARTIFACT_TASK) and HOST in task["hosts"]:
-                res = task["hosts"][HOST]
-                assert res.get("changed") is False, res
-                found[name] = res["findings"]
-    assert set(found) == {SERVER_TASK, ARTIFACT_TASK}, found.keys()
-    found["stats"] = data["stats"][HOST]
+    for name, res in results:
+        assert res.get("changed") is False, res
+        found[name] = res["findings"]
+    assert set(found) == {DOCTOR_SERVER_TASK, DOCTOR_ARTIFACT_TASK}, found.keys()
+    found["stats"] = stats
     return found
 
 
@@ -58,16 +47,6 @@ def first_run(podman_host):
     findings = doctor_json()
     after = snapshot(host)
     return {"before": before, "after": after, **findings}
-
-
-def has(findings, level, check, pattern):
-    return [
-        f
-        for f in findings
-        if f["level"] == level
-        and f["check"] == check
-        and re.search(pattern, f["message"] + " -> " + f["fix"])
-    ]
 
 
 # (level, check, regex over "message -> fix") the server part must report on this host.
@@ -116,22 +95,22 @@ ARTIFACT_EXPECTED = [
 
 @pytest.mark.parametrize(("level", "check", "pattern"), SERVER_EXPECTED, ids=lambda v: str(v)[:40])
 def test_server_finding(first_run, level, check, pattern):
-    findings = first_run[SERVER_TASK]
-    assert has(findings, level, check, pattern), "\n".join(
+    findings = first_run[DOCTOR_SERVER_TASK]
+    assert findings_matching(findings, level, check, pattern), "\n".join(
         f"{f['level']} {f['check']}: {f['message']}" for f in findings
     )
 
 
 @pytest.mark.parametrize(("level", "check", "pattern"), ARTIFACT_EXPECTED, ids=lambda v: str(v)[:40])
 def test_artifact_finding(first_run, level, check, pattern):
-    findings = first_run[ARTIFACT_TASK]
-    assert has(findings, level, check, pattern), "\n".join(
+    findings = first_run[DOCTOR_ARTIFACT_TASK]
+    assert findings_matching(findings, level, check, pattern), "\n".join(
         f"{f['level']} {f['check']}: {f['message']}" for f in findings
     )
 
 
 def test_every_warning_and_error_has_a_fix(first_run):
-    for finding in first_run[SERVER_TASK] + first_run[ARTIFACT_TASK]:
+    for finding in first_run[DOCTOR_SERVER_TASK] + first_run[DOCTOR_ARTIFACT_TASK]:
         assert finding["level"] in ("ok", "warn", "error")
         if finding["level"] != "ok":
             assert finding["fix"], finding
@@ -175,10 +154,14 @@ def test_fixing_known_hosts_turns_the_findings_ok(podman_host, first_run):
     host = podman_host(HOST)
     host.run_test("ssh-keyscan -t ed25519 doctor-hand > /root/.ssh/known_hosts 2>/dev/null")
     try:
-        findings = doctor_json()[SERVER_TASK]
+        findings = doctor_json()[DOCTOR_SERVER_TASK]
     finally:
         host.run_test("rm -f /root/.ssh/known_hosts")
-    assert has(findings, "ok", "known_hosts[root]", r"host key of doctor-hand listed as 'doctor-hand'")
-    assert has(findings, "ok", "sftp_login[root]", r"root logs in to mlops@doctor-hand:22 over SFTP")
+    assert findings_matching(
+        findings, "ok", "known_hosts[root]", r"host key of doctor-hand listed as 'doctor-hand'"
+    )
+    assert findings_matching(
+        findings, "ok", "sftp_login[root]", r"root logs in to mlops@doctor-hand:22 over SFTP"
+    )
     # mlops still has no entry: still reported.
-    assert has(findings, "error", "known_hosts[mlops]", r"no host key")
+    assert findings_matching(findings, "error", "known_hosts[mlops]", r"no host key")

@@ -452,18 +452,14 @@ def test_rotation_by_age(podman_host, second_rotation):
 # --------------------------------------------------------------------------- refusals, check mode
 
 
+def converge_server(*options: str, check: bool = True, **extra_vars: str):
+    """converge.yml limited to keys-server, with OPTIONS (e.g. --check) and EXTRA_VARS as -e name=value."""
+    extra = [arg for name, value in extra_vars.items() for arg in ("-e", f"{name}={value}")]
+    return run_playbook(SCENARIO_DIR, "converge.yml", *options, "-l", "keys-server", *extra, check=check)
+
+
 def test_non_rsa_refused_without_sftp_plugin():
-    result = run_playbook(
-        SCENARIO_DIR,
-        "converge.yml",
-        "-l",
-        "keys-server",
-        "-e",
-        "mlflow_sftp_plugin_enabled=false",
-        "-e",
-        "mlops_ssh_key_type=ed25519",
-        check=False,
-    )
+    result = converge_server(check=False, mlflow_sftp_plugin_enabled="false", mlops_ssh_key_type="ed25519")
     assert result.returncode != 0
     assert "loads RSA keys only" in result.stdout + result.stderr
 
@@ -472,15 +468,7 @@ def test_rsa_default_without_sftp_plugin_in_check_mode(podman_host):
     """With the plugin off the default type is rsa: a check run plans a rotation, changes nothing."""
     server = podman_host("keys-server")
     before = server.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum
-    result = run_playbook(
-        SCENARIO_DIR,
-        "converge.yml",
-        "--check",
-        "-l",
-        "keys-server",
-        "-e",
-        "mlflow_sftp_plugin_enabled=false",
-    )
+    result = converge_server("--check", mlflow_sftp_plugin_enabled="false")
     assert "key type (ED25519) is not rsa" in result.stdout + result.stderr
     assert server.file(f"/home/mlops/.ssh/{KEY_NAME}").sha256sum == before
     assert not server.file(f"/home/mlops/.ssh/{KEY_NAME}.new").exists
@@ -488,20 +476,12 @@ def test_rsa_default_without_sftp_plugin_in_check_mode(podman_host):
 
 def test_check_mode_on_fresh_accounts(podman_host):
     """--check where neither the account nor the key exists yet (a fresh host) succeeds."""
-    result = run_playbook(
-        SCENARIO_DIR,
-        "converge.yml",
+    result = converge_server(
         "--check",
-        "-l",
-        "keys-server",
-        "-e",
-        "mlops_account_name=freshuser",
-        "-e",
-        "mlops_account_group=freshgroup",
-        "-e",
-        "mlops_account_home=/home/freshuser",
-        "-e",
-        "mlops_ssh_key_name=id_fresh",
+        mlops_account_name="freshuser",
+        mlops_account_group="freshgroup",
+        mlops_account_home="/home/freshuser",
+        mlops_ssh_key_name="id_fresh",
     )
     assert "do(es) not exist yet" in result.stdout + result.stderr
     server = podman_host("keys-server")

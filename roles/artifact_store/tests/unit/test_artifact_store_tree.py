@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import grp
 import importlib.util
-import json
 import os
 import pwd
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.mlops.mlflow.tests import module_process
 
 LIBRARY = Path(__file__).resolve().parents[4] / "plugins" / "modules" / "artifact_store_tree.py"
 spec = importlib.util.spec_from_file_location("artifact_store_tree", LIBRARY)
@@ -136,13 +134,7 @@ def test_symlinked_component_in_a_user_writable_directory_is_refused(base: Path)
 
 def run_module(args: dict, tmp_path: Path) -> dict:
     """The module as Ansible runs it: arguments in a JSON file, the result on stdout."""
-
-    argfile = tmp_path / "args.json"
-    argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    out = subprocess.run(
-        [sys.executable, str(LIBRARY), str(argfile)], capture_output=True, text=True, check=False
-    )
-    return json.loads(out.stdout)
+    return module_process.run_module(LIBRARY, args, tmp_path)
 
 
 def test_preview_before_the_account_exists_reports_a_change(base: Path):

@@ -14,10 +14,13 @@ Read-only: the database is opened with mode=ro, the artifact stores are only lis
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 from urllib.parse import urlsplit
+
+# The collection's plugins/module_utils/helper_cli.py: the role installs it beside this script
+# (MLFLOW_VENV/libexec), the directory Python puts first on sys.path for a script.
+from helper_cli import command_parser, print_json
 
 
 def _redact(uri: str) -> str:
@@ -67,20 +70,11 @@ def cmd_locations(args: argparse.Namespace) -> tuple[dict, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser(__doc__)
     locations = sub.add_parser("locations")
     locations.add_argument("--db", required=True)
     args = parser.parse_args(argv)
-    try:
-        result, rc = cmd_locations(args)
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 2
-    print(json.dumps(result))
-    return rc
+    return print_json(lambda: cmd_locations(args), error_code=2)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import importlib.util
-import json
 import os
 import signal
 import sqlite3
@@ -38,9 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-# The collection's plugins/module_utils/alembic_revisions.py: the role installs it beside this
-# script (MLFLOW_VENV/libexec), the directory Python puts first on sys.path for a script.
+# The collection's plugins/module_utils/alembic_revisions.py and helper_cli.py: the role installs
+# them beside this script (MLFLOW_VENV/libexec), the directory Python puts first on sys.path for a script.
 from alembic_revisions import revisions
+from helper_cli import command_parser, print_json
 
 
 def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
@@ -262,10 +262,7 @@ def cmd_wal(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser(__doc__)
     status = sub.add_parser("status")
     status.add_argument("--db", required=True)
     backup = sub.add_parser("backup")
@@ -290,13 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "restore": cmd_restore,
         "wal": cmd_wal,
     }[args.command]
-    try:
-        result = handler(args)
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps(result))
-    return 0
+    return print_json(lambda: (handler(args), 0), error_code=1)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from ansible_collections.mlops.mlflow.tests.module_process import run_module
 
 MODULE = Path(__file__).resolve().parents[4] / "plugins" / "modules" / "venv_link.py"
 
@@ -20,12 +19,7 @@ def make_venv(where: Path, version: str) -> Path:
 
 def run(args: dict, tmp_path: Path) -> dict:
     """The module as a process with an arguments file, the way AnsiballZ hands them over."""
-    argfile = tmp_path / "args.json"
-    argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    out = subprocess.run(
-        [sys.executable, str(MODULE), str(argfile)], capture_output=True, text=True, check=False
-    )
-    return json.loads(out.stdout)
+    return run_module(MODULE, args, tmp_path)
 
 
 def test_a_real_directory_is_renamed_to_its_version_and_linked(tmp_path: Path):

@@ -4,31 +4,10 @@
 # must not happen while one of our own modules is half-imported (``import mlflow_sftp_store`` first).
 import mlflow.store.artifact.artifact_repository_registry  # noqa: F401  isort: skip
 
-from mlflow_sftp_store.errors import (
-    SftpAuthenticationError,
-    SftpConfigError,
-    SftpConnectionError,
-    SftpHostKeyError,
-    SftpNotFoundError,
-    SftpPermissionError,
-    SftpStoreError,
-    SftpUploadSourceError,
-    SftpUriError,
-)
+from mlflow_sftp_store import errors
+from mlflow_sftp_store.errors import *  # noqa: F403  the exceptions, listed in errors.__all__
 from mlflow_sftp_store.repository import SftpArtifactRepository
 
 __version__ = "1.2.0"
 
-__all__ = [
-    "SftpArtifactRepository",
-    "SftpAuthenticationError",
-    "SftpConfigError",
-    "SftpConnectionError",
-    "SftpHostKeyError",
-    "SftpNotFoundError",
-    "SftpPermissionError",
-    "SftpStoreError",
-    "SftpUploadSourceError",
-    "SftpUriError",
-    "__version__",
-]
+__all__ = ["SftpArtifactRepository", *errors.__all__, "__version__"]

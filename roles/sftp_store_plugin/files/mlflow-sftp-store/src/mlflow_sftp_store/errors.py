@@ -10,6 +10,19 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 
+# The package re-exports these (mlflow_sftp_store/__init__.py).
+__all__ = [
+    "SftpAuthenticationError",
+    "SftpConfigError",
+    "SftpConnectionError",
+    "SftpHostKeyError",
+    "SftpNotFoundError",
+    "SftpPermissionError",
+    "SftpStoreError",
+    "SftpUploadSourceError",
+    "SftpUriError",
+]
+
 
 class SftpStoreError(MlflowException):
     """Base class of every error this plugin raises."""

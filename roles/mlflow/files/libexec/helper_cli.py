@@ -1,0 +1,1 @@
+../../../../plugins/module_utils/helper_cli.py
