@@ -517,7 +517,12 @@ class SftpArtifactRepository(ArtifactRepository, StreamUploadMixin):
                             dst.write(block)
                             got += len(block)
             if got != size:
-                raise SftpStoreError(f"Download of {remote!r} is incomplete ({got} of {size} bytes)")
+                message = f"Download of {remote!r} is incomplete ({got} of {size} bytes)"
+                # A session dropped mid-read can end the prefetched stream with a short read
+                # instead of an error: that is a lost connection, and the download starts over.
+                if not conn.is_alive():
+                    raise SftpConnectionError(f"{message}: the connection was lost")
+                raise SftpStoreError(message)
 
         self._run(f"download of {remote}", op)
 
