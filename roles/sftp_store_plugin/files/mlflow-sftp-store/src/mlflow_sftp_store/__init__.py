@@ -8,6 +8,6 @@ from mlflow_sftp_store import errors
 from mlflow_sftp_store.errors import *  # noqa: F403  the exceptions, listed in errors.__all__
 from mlflow_sftp_store.repository import SftpArtifactRepository
 
-__version__ = "1.2.0"
+__version__ = "1.2.1"
 
 __all__ = ["SftpArtifactRepository", *errors.__all__, "__version__"]
