@@ -136,8 +136,10 @@ def test_a_failing_backup_fails_the_unit(podman_host):
     host = podman_host(DEFAULT_HOST)
     host.check_output(f"mv {REPO}/config {REPO}/config.away")
     try:
-        assert host.run(f"systemctl start {SERVICE}").rc != 0
-        assert host.check_output(f"systemctl is-failed {SERVICE}") == "failed"
+        started = host.run(f"systemctl start {SERVICE}")
+        journal = host.run(f"journalctl -u {SERVICE} -n 30 --no-pager -o short-precise").stdout
+        assert started.rc != 0, f"the backup did not fail: {started.stdout}{started.stderr}\n{journal}"
+        assert host.run(f"systemctl is-failed {SERVICE}").stdout.strip() == "failed", journal
     finally:
         host.check_output(f"mv {REPO}/config.away {REPO}/config")
     backup(host)
