@@ -44,13 +44,13 @@ PENDING: dict[str, str] = {}
 # longest first, so the short ones fill the gaps at the end.
 WEIGHT = {
     "default": 24,
-    "mlflow": 13,
-    "database": 12,
-    "adoption": 11,
-    "single_host": 9,
-    "keys": 7,
-    "artifact_store": 7,
-    "doctor": 7,
+    "mlflow": 20,
+    "keys": 14,
+    "adoption": 12,
+    "single_host": 12,
+    "artifact_store": 10,
+    "doctor": 6,
+    "database": 5,
     "smoke": 2,
 }
 
