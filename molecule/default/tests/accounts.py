@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from stack import ARTIFACT, CLIENT, PROJECT_DIR, SERVER
+from stack import PROJECT_DIR, SERVER
 
 CREDENTIALS = PROJECT_DIR / "credentials" / SERVER
 USERS_API = "http://127.0.0.1:5000/api/2.0/mlflow/users"
@@ -73,26 +73,3 @@ def can_log_in(server, name: str, password: str) -> bool:
         return call(server, "GET", USERS_API + "/current", "/root/.user-cred")[0] == 200
     finally:
         server.run_test("rm -f /root/.user-cred")
-
-
-# The SFTP private keys a host may hold (of the service account and of root).
-SFTP_KEYS = ("/home/mlops/.ssh/id_mlflow_sftp", "/root/.ssh/id_mlflow_sftp")
-
-
-def secrets(podman_host) -> dict[str, str]:
-    """Every secret the toolkit holds for this stack, by where it lives: the generated admin
-    password, Flask secret key and training users' passwords (credentials/), and a line from the
-    middle of each SFTP private key's body (long enough to be unique)."""
-    found = {
-        str(path.relative_to(PROJECT_DIR)): path.read_text().strip()
-        for path in (PROJECT_DIR / "credentials" / SERVER).rglob("*")
-        if path.is_file()
-    }
-    for name in (SERVER, ARTIFACT, CLIENT):
-        host = podman_host(name)
-        for key in SFTP_KEYS:
-            if host.file(key).exists:
-                lines = host.check_output(f"cat {key}").splitlines()
-                found[f"{name}:{key}"] = lines[len(lines) // 2]
-    assert len(found) >= 4, found.keys()
-    return found

