@@ -48,6 +48,18 @@ options:
     description: Umask (octal string) of the venv creation and of pip, so that other users can read it.
     type: str
     default: "0022"
+  compile_imports:
+    description:
+      - Modules whose byte code is written after an install, instead of pip byte-compiling every
+        installed file. When given, pip runs with C(--no-compile) and then the venv's Python imports
+        these modules once, which writes the byte code of exactly what they load.
+      - pip's compile of everything is three quarters of an MLflow install's time (about 850 MB of
+        packages); a tracking server loads a fraction of them. A module that is not warmed this way
+        still works; it is compiled in memory when imported, each time, by a process that cannot
+        write the venv.
+    type: list
+    elements: str
+    default: []
 author: MLflow tracking toolkit
 """
 
@@ -78,6 +90,7 @@ venv_created:
 
 import glob
 import os
+import re
 import shlex
 from importlib import metadata
 
@@ -169,10 +182,15 @@ def main() -> None:
             "extra_args": {"type": "list", "elements": "str", "default": []},
             "force_reinstall": {"type": "bool", "default": False},
             "umask": {"type": "str", "default": "0022"},
+            "compile_imports": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     p = module.params
+    warm = p["compile_imports"]
+    bad = [name for name in warm if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name)]
+    if bad:
+        module.fail_json(msg=f"compile_imports: not module names: {bad}")
     venv, python = p["venv"], os.path.join(p["venv"], "bin", "python")
     venv_created = not os.access(python, os.X_OK)
     missing = p["requirements"] if venv_created else unmet(p["requirements"], venv)
@@ -183,7 +201,7 @@ def main() -> None:
         module.exit_json(changed=changed, **result)
 
     os.umask(int(p["umask"], 8))
-    pip = [python, "-m", "pip", "install", *p["extra_args"]]
+    pip = [python, "-m", "pip", "install", *(["--no-compile"] if warm else []), *p["extra_args"]]
     steps = []
     if venv_created:
         steps.append([*shlex.split(p["virtualenv_command"]), venv])
@@ -191,8 +209,11 @@ def main() -> None:
         steps.append([*pip, *missing])
     if again:
         steps.append([*pip, "--force-reinstall", "--no-deps", *again])
+    if warm:
+        steps.append([python, "-c", "import " + ", ".join(warm)])
     for argv in steps:
-        rc, out, err = module.run_command(argv)
+        # From /, so that the warming import finds nothing in the working directory.
+        rc, out, err = module.run_command(argv, cwd="/")
         if rc != 0:
             module.fail_json(msg=f"{' '.join(argv)} failed (rc {rc})", stdout=out, stderr=err, **result)
     module.exit_json(changed=True, **result)

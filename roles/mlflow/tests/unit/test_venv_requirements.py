@@ -88,3 +88,29 @@ def test_a_missing_venv_is_created_in_a_real_run(tmp_path: Path):
     assert res["changed"] is True and res["venv_created"] is True, res
     assert (where / "bin" / "python").exists()
     assert run(args, tmp_path)["changed"] is False
+
+
+WHEELHOUSE = sorted(Path(__file__).resolve().parents[4].glob(".cache/wheelhouse/*/six-*.whl"))
+
+
+@pytest.mark.skipif(not WHEELHOUSE, reason="no wheelhouse yet (make hostprep builds it)")
+def test_compile_imports_writes_the_byte_code_of_what_is_imported_only(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(WHEELHOUSE[0].parent))
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    where = tmp_path / "venv"
+    args = {
+        "venv": str(where),
+        "requirements": ["six", "idna"],
+        "virtualenv_command": f"{sys.executable} -m venv",
+        "compile_imports": ["idna.core"],
+    }
+    assert run({**args, "compile_imports": ["idna; import os"]}, tmp_path)["failed"] is True
+    assert not where.exists()
+    res = run(args, tmp_path)
+    assert res["changed"] is True and res["unmet"] == ["six", "idna"], res
+    site = next(where.glob("lib/python3*/site-packages"))
+    assert list((site / "idna" / "__pycache__").glob("core.*.pyc"))
+    # six was installed, not imported: pip compiled nothing.
+    assert (site / "six.py").exists() and not list(site.glob("__pycache__/six.*.pyc"))
+    assert run(args, tmp_path)["changed"] is False
