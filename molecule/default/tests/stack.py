@@ -7,11 +7,25 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import run_playbook
+
 SCENARIO_DIR = Path(__file__).resolve().parent.parent
 FILES = SCENARIO_DIR / "files"
 PROJECT_DIR = SCENARIO_DIR.parent.parent
 SERVER, ARTIFACT, CLIENT = "default-server", "default-artifact", "default-client"
 CLIENT_PY = "/opt/mlflow-client/bin/python"
+# site.yml re-runs at -vvv on the converged stack (direct artifact mode since test_40): test_45's
+# "the next run changes nothing" is one, and test_60 searches its output for secrets.
+VERBOSE_RUNS: list[subprocess.CompletedProcess] = []
+
+
+def verbose_rerun() -> subprocess.CompletedProcess:
+    """site.yml at -vvv, in the direct artifact mode test_40 switched to; kept in VERBOSE_RUNS."""
+    result = run_playbook(
+        SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-vvv", "-e", "mlflow_artifacts_mode=direct"
+    )
+    VERBOSE_RUNS.append(result)
+    return result
 
 
 def copy_to(container: str, name: str) -> str:

@@ -8,8 +8,7 @@ sudo's log and twice in one -vvv run.
 
 import pytest
 from accounts import put_secret
-from conftest import run_playbook
-from stack import ARTIFACT, CLIENT, PROJECT_DIR, SCENARIO_DIR, SERVER
+from stack import ARTIFACT, CLIENT, PROJECT_DIR, SERVER, VERBOSE_RUNS, verbose_rerun
 
 HOSTS = (SERVER, ARTIFACT, CLIENT)
 KEYS = ("/home/mlops/.ssh/id_mlflow_sftp", "/root/.ssh/id_mlflow_sftp")
@@ -34,10 +33,8 @@ def secrets(podman_host) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def verbose_run():
-    # The stack is in direct artifact mode since test_40: keep it, so this is a re-run.
-    return run_playbook(
-        SCENARIO_DIR, str(PROJECT_DIR / "site.yml"), "-vvv", "-e", "mlflow_artifacts_mode=direct"
-    )
+    # test_45's last run (a -vvv re-run in direct artifact mode), or one of its own when run alone.
+    return VERBOSE_RUNS[-1] if VERBOSE_RUNS else verbose_rerun()
 
 
 def test_no_secret_in_verbose_output(podman_host, verbose_run):
